@@ -88,3 +88,5 @@ def main() -> None:
     except SystemExit:
         raise
 
+if __name__ == "__main__":
+    main()

@@ -122,7 +122,9 @@ def _load_backbone(model: EarlyExitNet, run: str) -> None:
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if not k.startswith("heads.") or k.startswith(f"heads.{model.num_exits - 1}.")}
-    mismatched = [k for k, v in keep.items() if k not in own or own[k].shape != v.shape]
+    # learned activation scales appear in a state dict only after training: Brevitas loads them itself
+    mismatched = [k for k, v in keep.items() if k in own and own[k].shape != v.shape]
+    mismatched += [k for k in own if k.startswith("segments.") and k not in keep]
     if mismatched:
         raise UserError(f"train.backbone_from: {run} has a different backbone ({mismatched[0]}); use a run of the same backbone")
     model.load_state_dict(keep, strict=False)

@@ -1,0 +1,74 @@
+"""Export: torch == QONNX == integer reference, zero mismatches; determinism; refusal of non-conforming models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codesign.config import parse_config
+from codesign.errors import UserError
+from codesign.export import export, pow2_frac, qonnx_outputs
+from codesign.ir import load_design
+from codesign.reference import run_design
+from codesign.run import load_trained
+from codesign.train import train
+from tests.conftest import example
+
+
+def _check_bit_exact(run):
+    report = json.loads((run / "export" / "verify.json").read_text())
+    assert report["mismatches"] == 0 and report["qonnx_max_abs_diff"] == 0.0
+    design = load_design(run)
+    cfg, model, ds = load_trained(run)
+    ref = run_design(design, ds.test.x)
+    with torch.no_grad():
+        outs = model(torch.from_numpy(ds.to_float(ds.test.x)))
+    for k, (r, t) in enumerate(zip(ref, outs)):
+        t_int = t.numpy().astype(np.float64) * 2.0 ** design.stages[k].logits.frac
+        assert np.array_equal(r, t_int), f"exit {k}"
+    # QONNX of stage 0 on the whole test split, independently of export's own check
+    q = qonnx_outputs(run / "export" / "stage_0.onnx", ds.to_float(ds.test.x))
+    assert np.array_equal(q[-1].astype(np.float64) * 2.0 ** design.stages[0].logits.frac, ref[0])
+    return design
+
+
+def test_mlp_bit_exact(mlp_run):
+    design = _check_bit_exact(mlp_run)
+    assert design.num_exits == 2 and design.stages[0].layers[0].kind == "flatten"
+
+
+def test_cnn_bit_exact(cnn_run):
+    design = _check_bit_exact(cnn_run)
+    kinds = [layer.kind for layer in design.layers()]
+    assert "conv2d" in kinds and "maxpool2d" in kinds
+
+
+def test_three_exits(mlp3_run):
+    design = _check_bit_exact(mlp3_run)
+    assert design.num_exits == 3
+
+
+def test_same_seed_identical_design(tmp_path):
+    data = example("digits_cnn", train__epochs=2)
+    cfg = parse_config(data)
+    for name in ("a", "b"):
+        train(cfg, tmp_path / name, quiet=True)
+        export(tmp_path / name)
+    assert (tmp_path / "a" / "design.json").read_bytes() == (tmp_path / "b" / "design.json").read_bytes()
+    for npy in sorted((tmp_path / "a" / "export" / "weights").iterdir()):
+        assert npy.read_bytes() == (tmp_path / "b" / "export" / "weights" / npy.name).read_bytes()
+    for onnx_file in ("stage_0.onnx", "stage_1.onnx"):
+        assert (tmp_path / "a" / "export" / onnx_file).read_bytes() == (tmp_path / "b" / "export" / onnx_file).read_bytes()
+
+
+def test_non_power_of_two_scale_refused():
+    assert pow2_frac(0.125, "x") == 3
+    with pytest.raises(UserError, match="not a power of two"):
+        pow2_frac(0.1, "layer s0_l1 weights")
+
+
+def test_export_before_train(tmp_path):
+    with pytest.raises(UserError, match="codesign train"):
+        export(tmp_path)
