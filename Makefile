@@ -20,6 +20,8 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/codesign train examples/digits_mlp.yaml --out $(RUN) --force --quiet
+	$(BIN)/codesign calibrate $(RUN)
+	$(BIN)/codesign evaluate $(RUN)
 	$(BIN)/codesign export $(RUN)
 	$(BIN)/codesign summary $(RUN)
 

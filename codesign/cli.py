@@ -73,7 +73,109 @@ def export(run: Path) -> None:
                f"-> {run / 'design.json'}")
 
 
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{what} must be comma-separated numbers, e.g. 0.6,0.2; got {text!r}") from None
+
+
+POLICY_CHOICE = click.Choice(["margin", "max_softmax", "entropy", "patience"])
+
+
+@cli.command()
+@RUN
+@click.option("--policy", type=POLICY_CHOICE, default=None, help="exit policy (default: the config's policy.kind)")
+@click.option("--accuracy-delta", type=float, help="target: overall accuracy within this many pp of the final exit")
+@click.option("--exit-rates", help="target: fraction of samples leaving at each early exit, e.g. 0.6 or 0.5,0.2")
+@click.option("--budget", type=float, help="target: mean MACs per sample; maximise accuracy within it")
+@click.option("--thresholds", help="no search: these integer thresholds, one per early exit")
+def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_rates: str | None,
+              budget: float | None, thresholds: str | None) -> None:
+    """Pick per-exit integer thresholds on the validation split; write policy.json (and update design.json)."""
+    from codesign.calibrate_run import calibrate_run
+    from codesign.config import load_config
+    from codesign.run import require
+
+    cfg = load_config(require(run, "config.yaml", "train"))
+    manual = None
+    if thresholds is not None:
+        try:
+            manual = [int(v) for v in thresholds.split(",")]
+        except ValueError:
+            raise UserError(f"--thresholds must be comma-separated integers; got {thresholds!r}") from None
+    if accuracy_delta is not None and not -100 <= accuracy_delta <= 100:
+        raise UserError(f"--accuracy-delta must be in [-100, 100] percentage points; got {accuracy_delta}")
+    result = calibrate_run(run, policy or cfg.policy.kind, accuracy_delta, _floats(exit_rates, "--exit-rates"),
+                           budget, manual)
+    v = result["validation"]
+    fr = ", ".join(f"{e['exit_fraction']:.3f}" for e in v["exits"])
+    click.echo(f"{result['kind']} thresholds {result['thresholds']} (float {[round(t, 4) for t in result['float_thresholds']]}); "
+               f"validation: accuracy {v['overall_accuracy']:.4f} (final exit {v['final_accuracy']:.4f}), "
+               f"exit fractions [{fr}], MACs {v['mac_fraction']:.3f} of no-exit; -> {run / 'policy.json'}")
+
+
+@cli.command()
+@RUN
+def evaluate(run: Path) -> None:
+    """Evaluate the calibrated network on the test split; write eval.json and eval.png."""
+    from codesign.evaluate import evaluate_run
+
+    r = evaluate_run(run)
+    for e in r["exits"]:
+        acc = "-" if e["accuracy_of_exited"] is None else f"{e['accuracy_of_exited']:.4f}"
+        click.echo(f"exit {e['index']}: fraction {e['exit_fraction']:.3f}, accuracy alone {e['accuracy_alone']:.4f}, "
+                   f"accuracy of exited {acc}")
+    click.echo(f"overall accuracy {r['overall_accuracy']:.4f} (final exit only {r['final_accuracy']:.4f}), "
+               f"MACs {r['mac_fraction']:.3f} of no-exit; -> {run / 'eval.json'}, {run / 'eval.png'}")
+
+
+@cli.command()
+@RUN
+@click.option("--mode", type=click.Choice(["subnet", "anytime", "budget"]), required=True)
+@click.option("--exit", "exit_index", type=int, default=0, help="subnet: the exit to truncate at")
+@click.option("--budget", type=float, help="budget: mean MACs per sample")
+@click.option("--policy", type=POLICY_CHOICE, default="max_softmax", help="budget: exit policy")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test")
+@click.option("--json", "as_json", is_flag=True, help="print the full JSON result")
+def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: str, split: str, as_json: bool) -> None:
+    """Inference modes: subnet (truncate at an exit), anytime (every exit's answer), budget (adaptive)."""
+    import json
+
+    from codesign import inference
+
+    if mode == "subnet":
+        r = inference.subnet(run, exit_index, split)
+        line = f"subnet at exit {exit_index}: accuracy {r['accuracy']:.4f}, {r['macs']} MACs ({r['mac_fraction']:.3f} of no-exit)"
+    elif mode == "anytime":
+        r = inference.anytime(run, split)
+        line = "anytime: " + ", ".join(f"exit {e['index']} accuracy {e['accuracy']:.4f} at {e['macs']} MACs" for e in r["exits"])
+    else:
+        if budget is None:
+            raise UserError("--mode budget needs --budget MACS (mean MACs per sample)")
+        r = inference.budgeted(run, budget, policy, split)
+        line = (f"budget {budget:g} MACs: thresholds {r['thresholds']}, accuracy {r['overall_accuracy']:.4f}, "
+                f"mean {r['mean_macs']:.1f} MACs, exit fractions {[round(f, 3) for f in r['exit_fractions']]}")
+    click.echo(json.dumps(r, indent=2) if as_json else line)
+
+
+@cli.command()
+@RUN
+def summary(run: Path) -> None:
+    """A short summary of a run: accuracy per exit, exit fractions, artifacts."""
+    from codesign.summary import summarise
+
+    click.echo(summarise(run))
+
+
 def main() -> None:
+    import warnings
+
+    # library chatter (optional kernels, deprecations) is not the user's problem
+    for noisy in ("brevitas", "torch", "qonnx", "hls4ml", "onnxscript"):
+        warnings.filterwarnings("ignore", module=noisy)
     try:
         cli(standalone_mode=False)
     except UserError as err:
@@ -82,9 +184,13 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        where = err.ctx.command_path if err.ctx else "codesign"
+        click.echo(f"error: {err.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as err:
         err.show()
-        sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
+        sys.exit(err.exit_code)
     except SystemExit:
         raise
 
