@@ -1,0 +1,98 @@
+"""Sliding-window modules against numpy: cs_swu (window order), cs_conv
+(values bit for bit, cycles per sample within 2% of OH*OW*(OC/PE)*(KH*KW*IC/SIMD)),
+cs_maxpool (overlapping and non-overlapping windows, floor mode)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim import run_stream
+from sim.rtl import axis_ports, beats, build_module, conv_weight_matrix, mvu_bias_hex, mvu_weight_hex, unbeats
+
+
+def windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
+    """x [H, W, C] -> [OH, OW, KH, KW, C]: every window, zero padded (the SWU's output order)."""
+    h, w, _ = x.shape
+    xp = np.pad(x, ((ph, ph), (pw, pw), (0, 0)))
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    return np.stack([np.stack([xp[oy * sh:oy * sh + kh, ox * sw:ox * sw + kw] for ox in range(ow)])
+                     for oy in range(oh)])
+
+
+def test_swu_window_order_under_backpressure() -> None:
+    # odd geometry: stride 2, padding 1, non-square image, 3 channel folds
+    ic, ih, iw, k, s, p, simd, ib = 6, 7, 5, 3, 2, 1, 2, 4
+    exe = build_module("cs_swu", axis_ports(simd * ib, simd * ib),
+                       dict(IC=ic, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, PH=p, PW=p, SIMD=simd, IB=ib))
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2**ib, (6, ih, iw, ic))
+    ref = np.concatenate([windows(xi, k, k, s, s, p, p).reshape(-1) for xi in x])
+    for p_valid, p_ready in [(1.0, 1.0), (0.4, 0.7), (1.0, 0.05)]:
+        r = run_stream(exe, [beats(x.reshape(-1), simd, ib)], expected=[len(ref) // simd],
+                       p_valid=p_valid, p_ready=p_ready, seed=11)
+        assert not r.timeout
+        np.testing.assert_array_equal(unbeats(r.outputs[0], simd, ib), ref)
+
+
+# IC, OC, IH, IW, K, S, P, PE, SIMD
+CONV = {
+    "pad1_fold": (4, 4, 8, 8, 3, 1, 1, 2, 2),
+    "stride2_nf1": (2, 3, 9, 7, 3, 2, 0, 3, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONV))
+def test_conv_matches_numpy_and_cycles(name: str) -> None:
+    ic, oc, ih, iw, k, s, p, pe, simd = CONV[name]
+    ib, wb, ob, shift = 4, 4, 4, 4
+    acc_bits = wb + ib + int(np.ceil(np.log2(k * k * ic))) + 2
+    exe = build_module("cs_conv", axis_ports(simd * ib, pe * ob), dict(
+        IC=ic, OC=oc, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, PH=p, PW=p, PE=pe, SIMD=simd, IB=ib, WB=wb,
+        ACC_BITS=acc_bits, HAS_ACT=1, OB=ob, SHIFT=shift, WEIGHT_FILE="w.hex", BIAS_FILE="b.hex"))
+    rng = np.random.default_rng(5)
+    weight = rng.integers(-7, 8, (oc, ic, k, k))  # PyTorch [OC, IC, KH, KW]
+    bias = rng.integers(-64, 64, oc)
+    n = 6
+    x = rng.integers(0, 16, (n, ih, iw, ic))  # HWC
+    # reference conv: windows . weight (PyTorch order) + bias, requantised
+    win = np.stack([windows(xi, k, k, s, s, p, p) for xi in x])  # [N, OH, OW, KH, KW, IC]
+    acc = np.einsum("nyxhwc,ochw->nyxo", win, weight) + bias
+    ref = np.clip(acc >> shift, 0, 2**ob - 1)
+    oh, ow = ref.shape[1:3]
+    mat = conv_weight_matrix(weight)
+    files = {"w.hex": mvu_weight_hex(mat, pe, simd, wb), "b.hex": mvu_bias_hex(bias, pe, acc_bits)}
+    beats_per_sample = oh * ow * oc // pe
+    for p_valid, p_ready in [(1.0, 1.0), (0.5, 0.3)]:
+        r = run_stream(exe, [beats(x.reshape(-1), simd, ib)], expected=[n * beats_per_sample], files=files,
+                       p_valid=p_valid, p_ready=p_ready, seed=2)
+        assert not r.timeout
+        np.testing.assert_array_equal(np.array(unbeats(r.outputs[0], pe, ob)).reshape(ref.shape), ref)
+        if p_valid == 1.0 and p_ready == 1.0:
+            target = oh * ow * (oc // pe) * (k * k * ic // simd)
+            ends = np.array(r.out_cycles[0])[beats_per_sample - 1::beats_per_sample]
+            per_sample = (ends[-1] - ends[0]) / (n - 1)
+            assert abs(per_sample - target) <= 0.02 * target, (per_sample, target)
+
+
+# C, IH, IW, K, S, LANES
+POOL = {
+    "2x2_s2_floor": (4, 6, 7, 2, 2, 2),
+    "3x3_s1_overlap": (3, 5, 6, 3, 1, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(POOL))
+def test_maxpool_matches_numpy(name: str) -> None:
+    c, ih, iw, k, s, lanes = POOL[name]
+    eb = 5
+    exe = build_module("cs_maxpool", axis_ports(lanes * eb, lanes * eb),
+                       dict(C=c, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, LANES=lanes, EB=eb))
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 2**eb, (5, ih, iw, c))
+    x[0] = 2**eb - 1  # all-max sample
+    ref = np.stack([windows(xi, k, k, s, s, 0, 0).max(axis=(2, 3)) for xi in x])
+    for p_valid, p_ready in [(1.0, 1.0), (0.5, 0.2)]:
+        r = run_stream(exe, [beats(x.reshape(-1), lanes, eb)], expected=[ref.size // lanes],
+                       p_valid=p_valid, p_ready=p_ready, seed=4)
+        assert not r.timeout
+        np.testing.assert_array_equal(np.array(unbeats(r.outputs[0], lanes, eb)).reshape(ref.shape), ref)
