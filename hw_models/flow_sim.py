@@ -1,0 +1,148 @@
+"""Sample-level event model of the EE dataflow with finite conditional buffers.
+
+A max-plus recursion over samples (not cycles), vectorised in numpy over
+independent lanes (replicas x configurations).  It evaluates the exact
+timing rules below for any number of stages, so it also covers what the
+closed-form Markov chain (buffer_chain.py) does not: decision latency,
+samples that hold a buffer slot until their decision, more than two stages.
+
+Timing rules (all parameters in BufferTiming; docs/hw_models.md):
+  stage k starts a sample when it is free and the sample is available, works
+  ii_k cycles, then writes it into buffer k; a full buffer holds the stage
+  (it stays busy) until a slot frees: write >= removal of the sample `depth`
+  places earlier + release_latency.
+  in_order (the RTL's cs_cond_buffer): every sample is written; its exit
+  decision is known decision_latency cycles after the write; samples leave
+  in order, at most one per head_interval cycles, no earlier than
+  read_latency after its write: an exiting sample is dropped as soon as it is
+  the head and decided, a continuing one leaves when stage k+1 takes it.
+  continue_only: the decision is known at the write and exiting samples are
+  never written (the buffer holds continuing samples only).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BUFFER_ORDERS = ("in_order", "continue_only")
+
+
+@dataclass(frozen=True)
+class BufferTiming:
+    order: str = "in_order"
+    decision_latency: float = 0.0   # cycles from a sample's write to its decision at the buffer
+    read_latency: float = 1.0       # a written sample is readable this many cycles later
+    release_latency: float = 1.0    # a freed slot accepts a write this many cycles later
+    head_interval: float = 1.0      # at most one sample leaves the buffer per this many cycles
+
+
+def sticky_exits(rng: np.random.Generator, cum: np.ndarray, burst: np.ndarray, n: int) -> np.ndarray:
+    """[n, lanes] exit indices from the sticky Markov source (redraw w.p. 1/L)."""
+    lanes = cum.shape[0]
+    fresh = rng.random((n, lanes)) < 1.0 / burst
+    draws = (rng.random((n, lanes))[:, :, None] >= cum[None, :, :]).sum(axis=2)
+    # forward-fill: each sample repeats the last fresh draw
+    idx = np.where(fresh, np.arange(n)[:, None], 0)
+    idx[0] = 0
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return np.take_along_axis(draws, idx, axis=0)
+
+
+def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = BufferTiming(),
+                  samples: int = 4000, warmup: int = 800, seed: int = 0,
+                  exits: np.ndarray | None = None, starts: np.ndarray | None = None) -> np.ndarray:
+    """Cycles each lane took for its ``samples - 1 - warmup`` measured samples.
+
+    ii [lanes, K], depths [lanes, K-1] (or [K-1] / scalar), exit_fractions
+    [lanes, K], burst [lanes] or scalar.  Returns [lanes].  Pool lanes of one
+    configuration with pooled_throughput (a ratio of sums: the mean of
+    per-lane ratios is biased upwards under bursty exits).  ``exits``
+    [samples, lanes] replaces the random source (tests replay one sequence
+    through two models); ``starts`` [samples, lanes], if given, receives the
+    cycle at which stage 0 starts each sample.
+    """
+    if timing.order not in BUFFER_ORDERS:
+        raise ValueError(f"buffer order {timing.order!r} not in {BUFFER_ORDERS}")
+    ii = np.atleast_2d(np.asarray(ii, dtype=float))
+    lanes, n_st = ii.shape
+    depths = np.broadcast_to(np.asarray(depths, dtype=np.int64), (lanes, max(n_st - 1, 0)))
+    fr = np.broadcast_to(np.asarray(exit_fractions, dtype=float), (lanes, n_st))
+    cum = np.cumsum(fr, axis=1)
+    cum[:, -1] = np.inf
+    burst = np.broadcast_to(np.asarray(burst, dtype=float), (lanes,))
+    rng = np.random.default_rng(seed)
+    if exits is None:
+        exits = sticky_exits(rng, cum, burst, samples)
+
+    lane = np.arange(lanes)
+    neg = -1e18
+    free = np.zeros((n_st, lanes))                     # when stage k can start its next sample
+    max_d = int(depths.max()) if n_st > 1 else 1
+    ring = np.full((max(n_st - 1, 1), lanes, max_d), neg)  # removal times of the last `depth` writes
+    written = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
+    last_out = np.full((max(n_st - 1, 1), lanes), neg)     # removal time of the previous sample
+    d, f, rel, hi = (timing.decision_latency, timing.read_latency, timing.release_latency, timing.head_interval)
+    in_order = timing.order == "in_order"
+    t_start0 = np.zeros(lanes)
+    t_warm = np.zeros(lanes)
+
+    for n in range(samples):
+        e = exits[n]
+        avail = np.zeros(lanes)  # stage 0: the source always has the next sample
+        active = np.ones(lanes, dtype=bool)
+        for k in range(n_st):
+            start = np.maximum(free[k], avail)
+            if k == 0:
+                t_start0 = start
+                if starts is not None:
+                    starts[n] = start
+                if n == warmup:
+                    t_warm = start.copy()
+            finish = start + ii[:, k]
+            if k == n_st - 1:
+                free[k] = np.where(active, finish, free[k])
+                break
+            goes_on = active & (e > k)
+            writes = active if in_order else goes_on
+            slot = written[k] % depths[:, k]
+            oldest = np.where(written[k] >= depths[:, k], ring[k, lane, slot], neg)
+            w = np.maximum(finish, oldest + rel)
+            free[k] = np.where(active, np.where(writes, w, finish), free[k])
+            # removal: continuing samples when stage k+1 takes them, exits when decided
+            head = last_out[k] + hi
+            if in_order:
+                take = np.maximum.reduce([w + d, w + f, head, free[k + 1]])
+                drop = np.maximum.reduce([w + d, w + f, head])  # in the buffer first, like a take
+            else:
+                take = np.maximum.reduce([w + f, head, free[k + 1]])
+                drop = w
+            out = np.where(goes_on, take, drop)
+            ring[k, lane, slot] = np.where(writes, out, ring[k, lane, slot])
+            last_out[k] = np.where(writes, out, last_out[k])
+            written[k] += writes
+            avail = take
+            active = goes_on
+    return t_start0 - t_warm
+
+
+def pooled_throughput(elapsed: np.ndarray, samples: int, warmup: int,
+                      exits: np.ndarray | None = None, reach: np.ndarray | None = None) -> float:
+    """Input samples per cycle of lanes that simulate the same configuration.
+
+    A ratio of sums.  With ``exits`` (the [samples, lanes] sequence that was
+    replayed) and ``reach`` (q_k, k >= 1) the number of measured samples that
+    reached each later stage serves as a control variate: most of the
+    lane-to-lane spread under bursty exits comes from how many hard samples a
+    lane happened to get, which is known exactly in expectation.
+    """
+    n = samples - 1 - warmup
+    mean_t = float(elapsed.mean())
+    if exits is not None and reach is not None and len(reach) and elapsed.size > len(reach) + 2:
+        measured = exits[warmup:samples - 1]
+        counts = np.stack([(measured >= k).sum(axis=0) for k in range(1, len(reach) + 1)], axis=1)
+        dev = counts - n * np.asarray(reach, dtype=float)[None, :]
+        centred = dev - dev.mean(axis=0)
+        beta = np.linalg.lstsq(centred, elapsed - mean_t, rcond=None)[0]
+        mean_t -= float(dev.mean(axis=0) @ beta)
+    return float(n / mean_t)

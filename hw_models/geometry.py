@@ -1,0 +1,69 @@
+"""Shapes and widths of the IR's layers (docs/ir.md), read from design dicts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from codesign.errors import UserError
+
+COMPUTE_KINDS = ("dense", "conv2d")
+KNOWN_KINDS = ("dense", "conv2d", "maxpool2d", "flatten")
+
+
+@dataclass(frozen=True)
+class MatrixGeometry:
+    """A compute layer seen as a matrix-vector unit applied at `positions` pixels."""
+    mw: int           # matrix width: inputs per output (in_features or kh*kw*ic)
+    mh: int           # matrix height: outputs (out_features or oc)
+    simd_dim: int     # what SIMD must divide (in_features or ic)
+    positions: int    # output pixels (1 for dense)
+    x_bits: int
+    w_bits: int
+    acc_bits: int
+    out_bits: int     # activation bits, or acc_bits for logits
+
+
+def check_kind(layer: dict) -> str:
+    kind = layer.get("kind")
+    if kind not in KNOWN_KINDS:
+        raise UserError(f"layer {layer.get('name')!r} has unsupported kind {kind!r}; use one of {', '.join(KNOWN_KINDS)}")
+    return kind
+
+
+def matrix_geometry(layer: dict) -> MatrixGeometry:
+    kind = check_kind(layer)
+    x_bits = int(layer["input"]["bits"])
+    w_bits = int(layer.get("w_bits", 8))
+    act = layer.get("act")
+    acc_bits = int(layer.get("acc_bits") or (w_bits + x_bits + 16))
+    out_bits = int(act["bits"]) if act else acc_bits
+    if kind == "dense":
+        mw = int(layer.get("in_features") or prod(layer["input"]["shape"]))
+        mh = int(layer.get("out_features") or prod(layer["output"]["shape"]))
+        return MatrixGeometry(mw, mh, mw, 1, x_bits, w_bits, acc_bits, out_bits)
+    if kind == "conv2d":
+        kh, kw = (int(v) for v in layer["kernel"])
+        ic = int(layer.get("in_channels") or layer["input"]["shape"][0])
+        oc = int(layer.get("out_channels") or layer["output"]["shape"][0])
+        oh, ow = (int(v) for v in layer["output"]["shape"][1:3])
+        return MatrixGeometry(kh * kw * ic, oc, ic, oh * ow, x_bits, w_bits, acc_bits, out_bits)
+    raise ValueError(f"{kind} is not a compute layer")
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def folding_of(layer: dict, override: dict | None = None) -> tuple[int, int]:
+    """(pe, simd) of a compute layer: override[name] wins over the IR's folding."""
+    fold = (override or {}).get(layer["name"]) or layer.get("folding") or {}
+    pe, simd = int(fold.get("pe", 1)), int(fold.get("simd", 1))
+    geo = matrix_geometry(layer)
+    if geo.mh % pe or geo.simd_dim % simd:
+        raise UserError(f"layer {layer['name']!r}: folding pe={pe}, simd={simd} must divide "
+                        f"{geo.mh} outputs and {geo.simd_dim} inputs; pick divisors")
+    return pe, simd
+
+
+def elements(spec: dict) -> int:
+    return int(prod(spec["shape"]))

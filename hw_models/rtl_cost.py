@@ -1,0 +1,188 @@
+"""Per-block cost of the open RTL back end (folded streaming, FINN-style).
+
+Every function takes numpy-broadcastable folding so the DSE can cost many
+foldings at once.  Structure follows what yosys 0.23 synth_xilinx does
+(docs/hw_models.md); the numbers live in coefficients.yaml.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .coefficients import coefficients
+from .cost import Cost, memory_bram18
+from .geometry import MatrixGeometry, matrix_geometry
+
+
+def _rtl(coef: dict | None) -> dict:
+    return coef if coef is not None else coefficients()["rtl"]
+
+
+def product_uses_dsp(w_bits: int, x_bits: int, coef: dict | None = None) -> bool:
+    """True when yosys synth_xilinx (xc7) maps a w_bits x x_bits product to a DSP.
+
+    Its mul2dsp rule: signed operands of at least 2 bits, within the 25 x 18
+    ports, and a product of at least DSP_Y_MINWIDTH = 9 bits.  Activations are
+    unsigned, so they enter the signed multiplier one bit wider.
+    """
+    d = _rtl(coef)["dsp"]
+    x_signed = x_bits + 1
+    fits = (min(w_bits, x_signed) >= d["min_operand_bits"] and min(w_bits, x_signed) <= d["b_max_bits"]
+            and max(w_bits, x_signed) <= d["a_max_bits"])
+    return fits and (w_bits + x_signed) >= d["min_product_bits"]
+
+
+def _storage(bits_per_unit, width_bits, units, coef: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(LUT, BRAM18) of `units` memories of bits_per_unit each (ROM or RAM)."""
+    w = coef["weights"]
+    bits_per_unit = np.asarray(bits_per_unit, dtype=float)
+    in_block = bits_per_unit >= w["block_min_bits"]
+    lut = np.where(in_block, 0.0, np.ceil(bits_per_unit / w["rom_bits_per_lut"]) * units)
+    bram = np.where(in_block, memory_bram18(width_bits, bits_per_unit, coef) * units, 0.0)
+    return lut, bram
+
+
+def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
+    """Matrix-vector unit: PE output lanes x SIMD input lanes, fused requantisation."""
+    c = _rtl(coef)
+    m = c["mvu"]
+    pe = np.asarray(pe, dtype=float)
+    simd = np.asarray(simd, dtype=float)
+    lanes = pe * simd
+    cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd)
+    product_bits = geo.w_bits + geo.x_bits
+    sum_bits = product_bits + np.ceil(np.log2(np.maximum(simd, 1)))
+    on_dsp = product_uses_dsp(geo.w_bits, geo.x_bits, c)
+    dsp = lanes * c["dsp"]["per_product"] if on_dsp else np.zeros_like(lanes)
+    mult_lut = 0.0 if on_dsp else lanes * m["lut_per_mult_bit2"] * geo.w_bits * geo.x_bits
+    adder_share = m["adder_lut_fraction_with_dsp"] if on_dsp else 1.0
+    adder_lut = pe * (simd - 1) * sum_bits * m["lut_per_adder_bit"] * adder_share
+    acc_lut = pe * geo.acc_bits * m["lut_per_acc_bit"]
+    requant_lut = pe * geo.acc_bits * m["requant_lut_per_bit"] if geo.out_bits != geo.acc_bits else 0.0
+    weight_bits_per_pe = geo.mh * geo.mw * geo.w_bits / pe
+    w_lut, w_bram = _storage(weight_bits_per_pe, simd * geo.w_bits, pe, c)
+    ff = (m["base_ff"] + pe * geo.acc_bits * m["ff_per_acc_bit"]
+          + (0.0 if on_dsp else lanes * product_bits * m["ff_per_product_bit"]))
+    return Cost(cycles=cycles, latency=cycles + m["pipeline_cycles"],
+                lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + requant_lut + w_lut,
+                ff=ff, dsp=dsp, bram18=w_bram)
+
+
+def dense(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
+    return mvu(matrix_geometry(layer), pe, simd, coef)
+
+
+def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
+    """Sliding-window unit feeding an MVU one kernel position at a time."""
+    c = _rtl(coef)
+    geo = matrix_geometry(layer)
+    core = mvu(geo, pe, simd, c)
+    ic, _, w_in = layer["input"]["shape"]
+    kh, kw = layer["kernel"]
+    pad_w = layer.get("padding", [0, 0])[1]
+    line_bits = ((kh - 1) * (w_in + 2 * pad_w) + kw) * ic * geo.x_bits
+    s = c["swu"]
+    lut, bram = _storage(line_bits, np.asarray(simd) * geo.x_bits, 1, c)
+    return Cost(cycles=core.cycles, latency=core.latency + s["pipeline_cycles"],
+                lut=core.lut + s["base_lut"] + lut, ff=core.ff + s["base_ff"],
+                dsp=core.dsp, bram18=core.bram18 + bram)
+
+
+def maxpool2d(layer: dict, lanes=1, coef: dict | None = None) -> Cost:
+    """Streaming max pool over `lanes` channels per cycle (the producer's PE)."""
+    c = _rtl(coef)
+    p = c["maxpool"]
+    ch, h, w = layer["input"]["shape"]
+    bits = int(layer["input"]["bits"])
+    lanes = np.asarray(lanes, dtype=float)
+    cycles = h * w * ch / lanes
+    out_w = layer["output"]["shape"][2]
+    row_bits = out_w * ch * bits  # partial maxima of one output row
+    lut, bram = _storage(row_bits, lanes * bits, 1, c)
+    return Cost(cycles=cycles, latency=cycles + p["pipeline_cycles"],
+                lut=p["base_lut"] + lanes * bits * p["lut_per_cmp_bit"] + lut,
+                ff=lanes * bits * p["ff_per_bit"], bram18=bram)
+
+
+def flatten(layer: dict, lanes=1, coef: dict | None = None) -> Cost:
+    """Free: the stream order is already the flattened order (HWC, docs/ir.md)."""
+    return Cost()
+
+
+def width_converter(n_elements: int, bits: int, in_lanes, out_lanes, coef: dict | None = None) -> Cost:
+    """Stream width converter between a producer's PE and a consumer's SIMD."""
+    d = _rtl(coef)["dwc"]
+    in_lanes = np.asarray(in_lanes, dtype=float)
+    out_lanes = np.asarray(out_lanes, dtype=float)
+    needed = in_lanes != out_lanes
+    width = np.maximum(in_lanes, out_lanes) * bits
+    cycles = n_elements / np.minimum(in_lanes, out_lanes)
+    return Cost(cycles=np.where(needed, cycles, 0.0), latency=np.where(needed, 1.0, 0.0),
+                lut=np.where(needed, d["base_lut"] + width * d["lut_per_bit"], 0.0),
+                ff=np.where(needed, 2 * width * d["ff_per_bit"], 0.0))
+
+
+def split(n_elements: int, bits: int, lanes=1, coef: dict | None = None) -> Cost:
+    """Duplicates the feature stream to the exit head and the conditional buffer."""
+    s = _rtl(coef)["split"]
+    width = np.asarray(lanes, dtype=float) * bits
+    return Cost(cycles=n_elements / np.asarray(lanes, dtype=float), latency=1.0,
+                lut=width * s["lut_per_bit"], ff=width * s["ff_per_bit"])
+
+
+def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
+                   tables: dict | None = None, coef: dict | None = None) -> Cost:
+    """Exit-decision unit of one exit (docs/policies.md), per policy kind."""
+    c = _rtl(coef)
+    t = c["threshold"]
+    tables = tables or {}
+    cmp_bits = logit_bits * t["cmp_lut_per_bit"]
+    lanes = np.asarray(lanes, dtype=float)
+    scan = num_classes / lanes                       # logits arrive `lanes` per cycle
+    lut = t["base_lut"] + 3 * cmp_bits               # top1, top2 trackers + threshold compare
+    ff = t["base_ff"] + 2 * logit_bits + np.ceil(np.log2(max(num_classes, 2)))
+    dsp = 0.0
+    cycles = scan
+    if policy in ("max_softmax", "entropy"):
+        p_bits = int(tables.get("P", 8))
+        n_exp = int(tables.get("N", 64))
+        sum_bits = p_bits + 1 + int(np.ceil(np.log2(num_classes)))
+        # second pass over the stored logits: subtract, shift, look up, accumulate
+        lut += cmp_bits + np.ceil(n_exp * (p_bits + 1) / t["exp_table_bits_per_lut"]) + sum_bits
+        ff += num_classes * logit_bits + sum_bits
+        cycles = 2 * scan
+        if policy == "entropy":
+            g_bits = int(tables.get("G", 8))
+            m_bits = int(tables.get("M", 5))
+            lut += np.ceil((2 ** m_bits) * g_bits / t["exp_table_bits_per_lut"]) + 2 * sum_bits
+            ff += 2 * (sum_bits + g_bits + 6)
+            dsp = 3.0  # e_j * L(e_j), sum_e * L(sum_e), Th * sum_e
+    elif policy == "patience":
+        lut += 2 * 8  # class compare + count compare
+        ff += 8
+    elif policy != "margin":
+        raise ValueError(f"unknown policy {policy!r}")
+    return Cost(cycles=cycles, latency=cycles + t["pipeline_cycles"], lut=lut, ff=ff, dsp=dsp)
+
+
+def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | None = None) -> Cost:
+    """FIFO of `depth` whole samples that did not exit (features + tag)."""
+    c = _rtl(coef)
+    b = c["cond_buffer"]
+    depth = np.asarray(depth, dtype=float)
+    total = depth * sample_bits
+    in_lutram = total <= b["lutram_max_bits"]
+    lut = b["base_lut"] + np.where(in_lutram, np.ceil(total / b["lutram_bits_per_lut"]), 0.0)
+    bram = np.where(in_lutram, 0.0, memory_bram18(width_bits, total, c))
+    ff = b["base_ff"] + 2 * np.ceil(np.log2(depth * sample_bits / width_bits + 1)) + width_bits
+    return Cost(cycles=0.0, latency=float(b["read_latency"]), lut=lut, ff=ff, bram18=bram)
+
+
+def exit_merge(n_exits: int, result_bits: int, coef: dict | None = None) -> Cost:
+    """Round-robin merge of the K result streams (tag, class, exit index)."""
+    m = _rtl(coef)["merge"]
+    return Cost(cycles=1.0, latency=1.0, lut=m["base_lut"] + n_exits * result_bits * m["lut_per_input_bit"],
+                ff=result_bits * m["ff_per_bit"])
+
+
+# keyed by the IR's `kind`; compute kinds take (layer, pe, simd), others (layer, lanes)
+LAYER_MODELS = {"dense": dense, "conv2d": conv2d, "maxpool2d": maxpool2d, "flatten": flatten}

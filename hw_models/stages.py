@@ -1,0 +1,130 @@
+"""Walk a design dict (docs/ir.md) into per-stage, per-block costs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codesign.errors import UserError
+
+from . import hls_cost, rtl_cost
+from .cost import Cost
+from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of
+
+TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
+BACKENDS = ("rtl", "hls")
+
+
+@dataclass
+class Block:
+    name: str
+    kind: str          # IR kind, or split / threshold_unit / conditional_buffer / dwc / exit_merge
+    part: str          # backbone | head | ee
+    cost: Cost
+
+
+@dataclass
+class StageCost:
+    index: int
+    blocks: list[Block] = field(default_factory=list)
+    backbone_latency: float = 0.0
+    head_latency: float = 0.0          # split to decision (or to the final class)
+    boundary_latency: float = 0.0      # split + conditional buffer for a continuing sample
+
+    @property
+    def ii(self) -> float:
+        """Cycles per sample of the stage: its slowest block (head runs beside the buffer)."""
+        return float(max([float(np.max(b.cost.cycles)) for b in self.blocks] + [1.0]))
+
+    def total(self) -> dict[str, float]:
+        keys = ("lut", "ff", "dsp", "bram")
+        return {k: float(sum(float(b.cost.resources()[k]) for b in self.blocks)) for k in keys}
+
+
+def _policy(design: dict) -> tuple[str, dict]:
+    pol = design.get("policy") or {}
+    return pol.get("kind", "margin"), pol.get("tables") or {}
+
+
+def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
+                buffer_depths: list[int] | None = None, strategy: str = "latency",
+                decision_latency: list[float] | None = None) -> list[StageCost]:
+    """Per-stage blocks and costs.  ``folding``: {layer name: {pe, simd} or {reuse_factor}}."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown back end {backend!r}; use one of {', '.join(BACKENDS)}")
+    stages = design.get("stages") or []
+    if not stages:
+        raise UserError("design has no stages; run `codesign export` first")
+    policy, tables = _policy(design)
+    n_classes = int(design.get("num_classes", 10))
+    out = []
+    lanes = None
+    for k, stage in enumerate(stages):
+        last = k == len(stages) - 1
+        sc = StageCost(index=k)
+        lanes, lat = _chain(stage.get("layers", []), "backbone", backend, folding, strategy, lanes, sc.blocks)
+        sc.backbone_latency = lat
+        feats = stage.get("features") or (stage["layers"][-1]["output"] if stage.get("layers") else stage["input"])
+        if not last and backend == "rtl":
+            sc.blocks.append(Block(f"s{k}_split", "split", "ee",
+                                   rtl_cost.split(elements(feats), int(feats["bits"]), lanes or 1)))
+        _, head_lat = _chain(stage.get("head", []), "head", backend, folding, strategy, lanes, sc.blocks)
+        if not last:
+            logits = stage["logits"]
+            head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
+            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes, tables)
+            sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
+            head_lat += float(thr.latency)
+            depth = _depth(stage, k, buffer_depths)
+            bits = int(feats["bits"])
+            # the RTL's buffer holds `depth` samples, decided or not (docs/hw_models.md)
+            sample_bits = elements(feats) * bits + TAG_BITS
+            buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits)
+            sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
+            d = head_lat if decision_latency is None else float(decision_latency[k])
+            sc.boundary_latency = 1.0 + max(float(buf.latency), d)
+        sc.head_latency = head_lat
+        if last:
+            merge = rtl_cost.exit_merge(len(stages), TAG_BITS + int(np.ceil(np.log2(max(n_classes, 2)))) + 4)
+            sc.blocks.append(Block("exit_merge", "exit_merge", "ee", merge))
+            sc.head_latency += float(merge.latency)
+        out.append(sc)
+    return out
+
+
+def _depth(stage: dict, k: int, buffer_depths: list[int] | None) -> int:
+    depth = buffer_depths[k] if buffer_depths is not None else stage.get("buffer_depth", 32)
+    if int(depth) < 1:
+        raise UserError(f"stage {k}: buffer depth {depth} must be at least 1 sample")
+    return int(depth)
+
+
+def _out_lanes(layer: dict, backend: str, folding: dict | None) -> int:
+    if backend == "rtl" and layer["kind"] in COMPUTE_KINDS:
+        return folding_of(layer, folding)[0]
+    return 1
+
+
+def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, strategy: str,
+           lanes: int | None, blocks: list[Block]) -> tuple[int | None, float]:
+    """Cost one chain of layers, inserting width converters; returns (out lanes, latency)."""
+    latency = 0.0
+    for layer in layers:
+        kind = check_kind(layer)
+        if backend == "hls":
+            rf = (folding or {}).get(layer["name"], {}).get("reuse_factor") or layer.get("reuse_factor") or 1
+            fn = hls_cost.LAYER_MODELS[kind]
+            cost = fn(layer, rf, strategy) if kind in COMPUTE_KINDS else fn(layer)
+        elif kind in COMPUTE_KINDS:
+            pe, simd = folding_of(layer, folding)
+            if lanes is not None and lanes != simd:
+                dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes, simd)
+                blocks.append(Block(f"{layer['name']}_dwc", "dwc", part, dwc))
+                latency += float(dwc.latency)
+            cost = rtl_cost.LAYER_MODELS[kind](layer, pe, simd)
+            lanes = pe
+        else:
+            cost = rtl_cost.LAYER_MODELS[kind](layer, lanes or 1)
+        blocks.append(Block(layer["name"], kind, part, cost))
+        latency += float(cost.latency)
+    return lanes, latency

@@ -1,0 +1,258 @@
+"""hw_models: devices, per-layer costs, system throughput, estimate, DSE."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codesign.errors import UserError
+from hw_models import rtl_cost
+from hw_models.devices import get_device, known_devices, load_device_file
+from hw_models.dse import apply_folding, plot_pareto, run_dse
+from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
+from hw_models.geometry import divisors
+from hw_models.stages import stage_costs
+from hw_models.system import infinite_buffer_throughput, reach_fractions, system_throughput
+
+
+# ------------------------------------------------------------ small designs (docs/ir.md)
+def _t(shape, bits=4, signed=False):
+    return {"shape": shape, "bits": bits, "frac": 0, "signed": signed}
+
+
+def _dense(name, i, o, act=True):
+    return {"name": name, "kind": "dense", "input": _t([i]), "output": _t([o], 4 if act else 16, not act),
+            "in_features": i, "out_features": o, "w_bits": 4, "w_frac": 3, "acc_bits": 16,
+            "act": {"bits": 4, "frac": 2, "shift": 3} if act else None, "folding": {"pe": 1, "simd": 1}}
+
+
+def _conv(name, ic, oc, h, w):
+    return {"name": name, "kind": "conv2d", "input": _t([ic, h, w]), "output": _t([oc, h, w]),
+            "in_channels": ic, "out_channels": oc, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],
+            "w_bits": 4, "w_frac": 3, "acc_bits": 16, "act": {"bits": 4, "frac": 2, "shift": 3},
+            "folding": {"pe": 1, "simd": 1}}
+
+
+def _pool(name, c, h, w):
+    return {"name": name, "kind": "maxpool2d", "input": _t([c, h, w]), "output": _t([c, h // 2, w // 2]),
+            "kernel": [2, 2], "stride": [2, 2]}
+
+
+def _flat(name, c, h, w):
+    return {"name": name, "kind": "flatten", "input": _t([c, h, w]), "output": _t([c * h * w])}
+
+
+def cnn_design():
+    s0 = {"index": 0, "input": _t([1, 8, 8]),
+          "layers": [_conv("s0_c0", 1, 8, 8, 8), _conv("s0_c1", 8, 8, 8, 8), _pool("s0_p", 8, 8, 8)],
+          "features": _t([8, 4, 4]), "head": [_flat("s0_f", 8, 4, 4), _dense("s0_h", 128, 10, act=False)],
+          "logits": _t([10], 16, True), "buffer_depth": 8}
+    s1 = {"index": 1, "input": _t([8, 4, 4]),
+          "layers": [_conv("s1_c0", 8, 16, 4, 4), _conv("s1_c1", 16, 16, 4, 4), _flat("s1_f", 16, 4, 4)],
+          "features": None, "head": [_dense("s1_d", 256, 32), _dense("s1_h", 32, 10, act=False)],
+          "logits": _t([10], 16, True)}
+    return {"schema": 1, "name": "cnn", "num_classes": 10, "input": _t([1, 8, 8]), "stages": [s0, s1],
+            "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"P": 8, "N": 32, "S": 0}},
+            "clock_ns": 10.0, "device": "xc7z020"}
+
+
+POINTS = [{"threshold": t, "exit_fractions": [f, 1 - f], "accuracy": a}
+          for t, f, a in [(100, 0.2, 0.97), (200, 0.4, 0.965), (300, 0.6, 0.955), (400, 0.75, 0.94)]]
+
+
+# ------------------------------------------------------------ devices
+def test_devices_have_datasheet_totals():
+    assert {"xc7a35t", "xc7z020", "xc7z045", "xczu3eg", "xczu7ev", "xcu250"} <= set(known_devices())
+    z = get_device("XC7Z020")
+    assert (z.lut, z.ff, z.dsp, z.bram36) == (53200, 106400, 220, 140)
+    assert get_device("xczu7ev").uram == 96
+
+
+def test_unknown_device_lists_known_ones():
+    with pytest.raises(UserError, match="xc7z020"):
+        get_device("xc9nope")
+
+
+def test_load_device_file(tmp_path):
+    f = tmp_path / "parts.yaml"
+    f.write_text("myboard: {lut: 1000, ff: 2000, dsp: 10, bram36: 5, clock_ns: 8}\n")
+    assert load_device_file(f) == ["myboard"]
+    assert get_device("myboard").clock_ns == 8.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("x: {lut: 1}\n")
+    with pytest.raises(UserError, match="lacks"):
+        load_device_file(bad)
+
+
+# ------------------------------------------------------------ per-layer models
+def test_dense_and_conv_cycles_are_exact():
+    d = _dense("d", 64, 32)
+    assert float(rtl_cost.dense(d, 4, 8).cycles) == (32 / 4) * (64 / 8)
+    c = _conv("c", 8, 16, 6, 6)
+    assert float(rtl_cost.conv2d(c, 4, 2).cycles) == 6 * 6 * (16 / 4) * (3 * 3 * 8 / 2)
+
+
+def test_small_products_go_to_dsp_one_per_lane():
+    assert float(rtl_cost.dense(_dense("d", 64, 32), 8, 16).dsp) == 8 * 16
+    wide = dict(_dense("w", 64, 32), w_bits=30)
+    assert float(rtl_cost.dense(wide, 2, 2).dsp) == 0  # does not fit a DSP48: LUT multipliers
+
+
+@settings(max_examples=60, deadline=None)
+@given(mw=st.sampled_from([8, 12, 16, 64, 96]), mh=st.sampled_from([4, 10, 16, 32]),
+       conv=st.booleans(), data=st.data())
+def test_more_lanes_never_slower_nor_cheaper(mw, mh, conv, data):
+    """LUT, FF, DSP never drop.  BRAM may: a PE's weight memory that falls below
+    the block threshold moves into LUTs (and LUTs rise), as yosys would map it."""
+    layer = _conv("c", mw, mh, 4, 4) if conv else _dense("d", mw, mh)
+    fn = rtl_cost.conv2d if conv else rtl_cost.dense
+    pes, simds = divisors(mh), divisors(mw)
+    pe = data.draw(st.sampled_from(pes))
+    simd = data.draw(st.sampled_from(simds))
+    pe2 = data.draw(st.sampled_from([p for p in pes if p >= pe]))
+    simd2 = data.draw(st.sampled_from([s for s in simds if s >= simd]))
+    a, b = fn(layer, pe, simd), fn(layer, pe2, simd2)
+    assert float(b.cycles) <= float(a.cycles)
+    for key in ("lut", "ff", "dsp"):
+        assert float(getattr(b, key)) >= float(getattr(a, key)) - 1e-9, key
+
+
+@settings(max_examples=40, deadline=None)
+@given(f=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4), k=st.integers(0, 3),
+       bump=st.floats(0.0, 0.5), ii=st.lists(st.integers(1, 500), min_size=4, max_size=4))
+def test_throughput_never_rises_when_a_reach_fraction_rises(f, k, bump, ii):
+    q = np.array(sorted(f, reverse=True))
+    q[0] = 1.0
+    k = min(k, len(q) - 1)
+    q2 = q.copy()
+    q2[k] = min(1.0, q2[k] + bump)
+    ii = np.array(ii[:len(q)], dtype=float)
+    assert infinite_buffer_throughput(ii, q2) <= infinite_buffer_throughput(ii, q) + 1e-15
+
+
+def test_resources_add_up_across_layers_and_stages():
+    design = cnn_design()
+    stages = stage_costs(design)
+    est = estimate(design, ["xc7z020"], [0.5, 0.5])
+    for key in ("lut", "ff", "dsp", "bram"):
+        per_block = sum(b[key] for s in est["stages"] for b in s["layers"])
+        per_stage = sum(s[key] for s in est["stages"])
+        assert per_block == pytest.approx(per_stage) == pytest.approx(est["totals"][key])
+        assert est["devices"]["xc7z020"][key] == pytest.approx(est["totals"][key])
+    assert [s["ii_cycles"] for s in est["stages"]] == [sc.ii for sc in stages]
+
+
+def test_hls_backend_is_marked_unchecked():
+    est = estimate(cnn_design(), ["xc7z020"], [0.5, 0.5], backend="hls")
+    assert est["checked_against_synthesis"] is False and "NOT" in est["note"]
+    assert est["stages"][0]["layers"][0]["cycles"] == 64  # io_stream conv, RF 1: one pixel per cycle
+
+
+# ------------------------------------------------------------ system
+def test_reach_fractions_and_errors():
+    assert reach_fractions([0.5, 0.3, 0.2]).tolist() == pytest.approx([1.0, 0.5, 0.2])
+    with pytest.raises(UserError, match="sum"):
+        reach_fractions([0.5, 0.3])
+    with pytest.raises(UserError):
+        system_throughput([1, 2], [0.2, 0.3, 0.5])
+
+
+def test_throughput_formula():
+    assert system_throughput([10, 30], [0.75, 0.25]) == pytest.approx(0.1)
+    assert system_throughput([10, 50], [0.75, 0.25]) == pytest.approx(1 / 12.5)
+
+
+# ------------------------------------------------------------ estimate
+def test_estimate_keys_markdown_and_plot(tmp_path):
+    est = estimate(cnn_design(), ["xc7z020", "xczu7ev"], [0.6, 0.4], burst_length=8)
+    json.dumps(est)
+    for part in ("xc7z020", "xczu7ev"):
+        d = est["devices"][part]
+        assert {"lut", "ff", "dsp", "bram", "throughput_samples_per_cycle"} <= set(d)
+    assert [e["index"] for e in est["exits"]] == [0, 1]
+    assert est["exits"][0]["latency_cycles"] < est["exits"][1]["latency_cycles"]
+    assert "| xc7z020 |" in render_markdown(est)
+    png = plot_throughput_vs_exit_rate(cnn_design(), [0.6, 0.4], tmp_path / "t.png")
+    assert png.stat().st_size > 1000
+
+
+# ------------------------------------------------------------ DSE
+def test_dse_outputs_and_gain(tmp_path):
+    r = run_dse(cnn_design(), "xc7z020", 0.7, exit_points=POINTS, min_accuracy=0.95,
+                burst_length=8, final_accuracy=0.97)
+    json.dumps(r)
+    for side in ("chosen", "baseline"):
+        assert {"throughput_samples_per_cycle", "lut", "dsp", "bram", "accuracy"} <= set(r[side])
+        assert r[side]["dsp"] <= 0.7 * 220 and r[side]["lut"] <= 0.7 * 53200
+    assert r["chosen"]["accuracy"] >= 0.95
+    assert r["predicted_gain"] == pytest.approx(r["chosen"]["throughput_samples_per_cycle"]
+                                                / r["baseline"]["throughput_samples_per_cycle"])
+    assert r["predicted_gain"] > 1.0
+    assert r["pareto"] and r["points_per_second"] > 0
+    assert plot_pareto(r, tmp_path / "dse.png").stat().st_size > 1000
+    new = apply_folding(cnn_design(), r["chosen"])
+    assert new["stages"][0]["layers"][0]["folding"] == r["chosen"]["folding"]["s0_c0"]
+
+
+def test_dse_resources_objective_meets_target():
+    r = run_dse(cnn_design(), "xc7z020", 0.7, objective="resources", exit_points=POINTS, throughput_target=1e-3)
+    assert r["chosen"]["throughput_samples_per_cycle"] >= 1e-3 * 0.99
+
+
+def test_dse_user_errors():
+    with pytest.raises(UserError, match="budget"):
+        run_dse(cnn_design(), "xc7z020", 1.5, exit_points=POINTS)
+    with pytest.raises(UserError, match="unknown device"):
+        run_dse(cnn_design(), "xc0", 0.7, exit_points=POINTS)
+    big = cnn_design()
+    big["stages"][1]["head"][0] = dict(_dense("s1_d", 256, 32), w_bits=30)  # LUT multipliers
+    with pytest.raises(UserError, match="does not fit xc7a35t"):
+        run_dse(big, "xc7a35t", 0.01, exit_points=POINTS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.integers(1, 8), b=st.integers(1, 12), depth=st.integers(1, 16), c=st.floats(0.05, 0.9),
+       dc=st.floats(0.01, 0.1), burst=st.sampled_from([1.0, 4.0, 32.0]))
+def test_finite_buffer_throughput_never_rises_with_more_continuing(a, b, depth, c, dc, burst):
+    from hw_models.buffer_chain import boundary_throughput
+    assert boundary_throughput(a, b, depth, c + dc, burst) <= boundary_throughput(a, b, depth, c, burst) + 1e-12
+
+
+def test_hls_strategies_and_reuse_factor():
+    from hw_models import hls_cost
+    layer = _dense("d", 64, 32)
+    lat1, lat8 = hls_cost.dense(layer, 1, "latency"), hls_cost.dense(layer, 8, "latency")
+    res8 = hls_cost.dense(layer, 8, "resource")
+    assert float(lat8.cycles) == 8 * float(lat1.cycles)          # II = RF
+    assert float(lat8.lut) < float(lat1.lut)                     # RF x fewer multipliers
+    assert float(res8.bram) > 0 and float(lat8.bram) == 0        # Resource keeps weights in BRAM
+    wide = dict(layer, w_bits=8, input=_t([64], 8))
+    assert float(hls_cost.dense(wide, 4).dsp) == 64 * 32 / 4     # 8x8 products on DSPs
+
+
+def test_deeper_buffer_costs_more():
+    small = estimate(cnn_design(), ["xc7z020"], [0.5, 0.5], buffer_depths=[2])
+    large = estimate(cnn_design(), ["xc7z020"], [0.5, 0.5], buffer_depths=[512])
+    assert large["totals"]["bram"] > small["totals"]["bram"]
+
+
+def _three_stage_design():
+    d = cnn_design()
+    s0, s1 = d["stages"]
+    mid = {"index": 1, "input": _t([8, 4, 4]), "layers": [_conv("m_c0", 8, 8, 4, 4)], "features": _t([8, 4, 4]),
+           "head": [_flat("m_f", 8, 4, 4), _dense("m_h", 128, 10, act=False)], "logits": _t([10], 16, True),
+           "buffer_depth": 8}
+    return {**d, "stages": [s0, mid, dict(s1, index=2)]}
+
+
+def test_dse_can_drop_exits():
+    points = [{"threshold": [t, t], "exit_fractions": [f, g, 1 - f - g], "accuracy": a}
+              for t, f, g, a in [(1, 0.3, 0.2, 0.97), (2, 0.5, 0.2, 0.96), (3, 0.7, 0.1, 0.94)]]
+    r = run_dse(_three_stage_design(), "xc7z020", 0.7, exit_points=points, min_accuracy=0.95)
+    kept = r["chosen"]["exits_kept"]
+    assert kept[-1] == 2 and len(r["chosen"]["buffer_depths"]) == len(kept) - 1
+    assert len(r["chosen"]["exit_fractions"]) == len(kept)
+    assert r["predicted_gain"] >= 1.0
