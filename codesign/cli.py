@@ -19,6 +19,21 @@ from codesign.errors import UserError
 RUN = click.argument("run", type=click.Path(path_type=Path))
 
 
+def _add_device_files(ctx: click.Context, param: click.Parameter, paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    from hw_models import load_device_file
+
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"device file {path} not found; give a YAML file in the format of hw_models/devices.yaml")
+        load_device_file(path)
+    return paths
+
+
+DEVICE_FILE = click.option("--device-file", type=click.Path(path_type=Path), multiple=True, is_eager=True,
+                           expose_value=False, callback=_add_device_files,
+                           help="YAML file adding parts (format of hw_models/devices.yaml)")
+
+
 def _fresh_out(out: Path, force: bool) -> None:
     if not out.exists():
         return
@@ -159,6 +174,53 @@ def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: s
         line = (f"budget {budget:g} MACs: thresholds {r['thresholds']}, accuracy {r['overall_accuracy']:.4f}, "
                 f"mean {r['mean_macs']:.1f} MACs, exit fractions {[round(f, 3) for f in r['exit_fractions']]}")
     click.echo(json.dumps(r, indent=2) if as_json else line)
+
+
+@cli.command()
+@RUN
+@click.option("--device", "devices", default=None, help="comma-separated parts (default: the design's device)")
+@DEVICE_FILE
+@click.option("--backend", type=click.Choice(["rtl", "hls"]), default="rtl")
+@click.option("--burst-length", type=float, default=1.0, help="mean burst length of exit decisions (1 = i.i.d.)")
+def estimate(run: Path, devices: str | None, backend: str, burst_length: float) -> None:
+    """Analytical resources, latency and throughput per layer, stage and device; estimate.json/.md/.png."""
+    from codesign.estimate_run import estimate_run, parse_devices
+    from codesign.ir import load_design
+
+    parts = parse_devices(devices) if devices else [load_design(run).device]
+    r = estimate_run(run, parts, backend, burst_length)
+    for name, d in r["devices"].items():
+        util = ", ".join(f"{k.upper()} {100 * v:.1f}%" for k, v in d["utilization"].items() if v is not None)
+        click.echo(f"{name}: {d['lut']:.0f} LUT, {d['ff']:.0f} FF, {d['dsp']:.0f} DSP, {d['bram']:g} BRAM18 ({util}); "
+                   f"{d['throughput_samples_per_cycle']:.4g} samples/cycle = {d['throughput_samples_per_second']:.4g}/s")
+    click.echo(f"-> {run / 'estimate.json'}, {run / 'estimate.md'}, {run / 'estimate.png'}")
+
+
+@cli.command()
+@RUN
+@click.option("--device", default=None, help="target part (default: the design's device)")
+@DEVICE_FILE
+@click.option("--budget", type=float, default=0.7, show_default=True, help="fraction of each device resource to use")
+@click.option("--objective", type=click.Choice(["throughput", "resources"]), default="throughput")
+@click.option("--min-accuracy", type=float, default=None, help="accuracy floor (default: the calibrated accuracy)")
+@click.option("--throughput-target", type=float, default=None, help="objective resources: samples/cycle to reach")
+@click.option("--burst-length", type=float, default=1.0, help="mean burst length of exit decisions (1 = i.i.d.)")
+def dse(run: Path, device: str | None, budget: float, objective: str, min_accuracy: float | None,
+        throughput_target: float | None, burst_length: float) -> None:
+    """Explore folding, exits, thresholds and buffer depths for a device; dse.json, dse.png, design.json updated."""
+    from codesign.estimate_run import dse_run
+    from codesign.ir import load_design
+
+    if not 0 < budget <= 1:
+        raise UserError(f"--budget must be in (0, 1] (a fraction of each device resource); got {budget}")
+    r = dse_run(run, device or load_design(run).device, budget, objective, min_accuracy, throughput_target,
+                burst_length)
+    c, b = r["chosen"], r["baseline"]
+    click.echo(f"{r['device']}: chosen {c['throughput_samples_per_cycle']:.4g} samples/cycle with {c['lut']:.0f} LUT, "
+               f"{c['dsp']:.0f} DSP (exits kept {c['exits_kept']}, thresholds {c['thresholds']}, buffers "
+               f"{c['buffer_depths']}); no-exit baseline {b['throughput_samples_per_cycle']:.4g}; predicted gain "
+               f"{r['predicted_gain']:.2f}x; {r['points_evaluated']} points at {r['points_per_second']:.3g}/s")
+    click.echo(f"-> {run / 'dse.json'}, {run / 'dse.png'}, folding written into {run / 'design.json'}")
 
 
 @cli.command()
