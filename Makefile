@@ -18,12 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the whole flow on the embedded digits data; a rerun skips what is up to date
 demo: install
-	$(BIN)/codesign train examples/digits_mlp.yaml --out $(RUN) --force --quiet
-	$(BIN)/codesign calibrate $(RUN)
-	$(BIN)/codesign evaluate $(RUN)
-	$(BIN)/codesign export $(RUN)
-	$(BIN)/codesign summary $(RUN)
+	$(BIN)/codesign flow examples/digits_mlp.yaml --out $(RUN)
 
 test: install
 	$(BIN)/pytest -q

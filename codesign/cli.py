@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from codesign.errors import UserError
+from codesign.errors import StepFailed, UserError
 
 RUN = click.argument("run", type=click.Path(path_type=Path))
 
@@ -224,6 +224,53 @@ def dse(run: Path, device: str | None, budget: float, objective: str, min_accura
 
 
 @cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="run folder (reused: up-to-date steps are skipped)")
+@click.option("--device", default=None, help="target part for dse/estimate (default: the config's hardware.device)")
+@click.option("--steps", default=None, help="comma-separated steps or a range like train..export (default: all)")
+@click.option("--force", is_flag=True, help="redo every selected step")
+def flow(config: Path, out: Path, device: str | None, steps: str | None, force: bool) -> None:
+    """Run every step from CONFIG to a report, skipping steps whose outputs are up to date."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from codesign import flow as flow_mod
+    from codesign.backends import register_backends
+    from codesign.summary import headline
+
+    register_backends()
+    selected = flow_mod.select_steps(steps)
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]flow[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(selected[0].name, total=len(selected))
+
+        def on_step(res: flow_mod.StepResult) -> None:
+            mark = {"ran": "done", "skipped": "skipped", "unavailable": "not run"}[res.status]
+            secs = f" ({res.seconds:.1f} s)" if res.status == "ran" else ""
+            progress.console.print(f"  {res.name:<10} {mark}{secs}: {res.detail}")
+            progress.advance(task)
+            names = [s.name for s in selected]
+            if res.name in names and names.index(res.name) + 1 < len(names):
+                progress.update(task, description=names[names.index(res.name) + 1])
+
+        results = flow_mod.run_flow(config, out, steps, force, device, on_step)
+    if all(r.status != "ran" for r in results):
+        click.echo("nothing to do: every step is up to date (use --force to redo)")
+    click.echo(headline(out))
+
+
+@cli.command()
+@RUN
+def report(run: Path) -> None:
+    """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
+    from codesign.report import write_report
+
+    html, md = write_report(run)
+    click.echo(f"-> {html}, {md}")
+
+
+@cli.command()
 @RUN
 def summary(run: Path) -> None:
     """A short summary of a run: accuracy per exit, exit fractions, artifacts."""
@@ -243,6 +290,9 @@ def main() -> None:
     except UserError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except StepFailed as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

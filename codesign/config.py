@@ -124,7 +124,7 @@ class TrainSpec(_Strict):
 
 class PolicySpec(_Strict):
     kind: Literal["margin", "max_softmax", "entropy", "patience"] = "max_softmax"
-    accuracy_delta: float = Field(1.0, ge=0.0, le=100.0, description="calibration: accuracy target in pp below the final exit")
+    accuracy_delta: float = Field(1.0, ge=-100.0, le=100.0, description="calibration: accuracy target in pp below the final exit")
 
 
 class HardwareSpec(_Strict):

@@ -87,8 +87,6 @@ def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throu
             thresholds[k] = policies.never_threshold(kind, tables, k)
     chosen["thresholds"] = [int(t) for t in thresholds]
     result["min_accuracy"] = min_accuracy
-    (run / DSE_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    plot_pareto(result, run / "dse.png")
     new = Design.model_validate(apply_folding(_design_dict(design), chosen))
     new._root = design.root
     new.device = result["device"]
@@ -96,4 +94,7 @@ def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throu
                                         "float_thresholds": [policies.int_to_float_threshold(kind, t, tables, k)
                                                              for k, t in enumerate(chosen["thresholds"])]})
     save_design(new, run)
+    plot_pareto(result, run / "dse.png")
+    # written last: the flow treats dse.json newer than design.json as "dse is up to date"
+    (run / DSE_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -28,3 +28,29 @@ def summarise(run: Path) -> str:
     artifacts = [p.name for p in sorted(run.iterdir()) if not p.name.startswith(".")]
     lines.append(f"  artifacts: {', '.join(artifacts)}")
     return "\n".join(lines)
+
+
+def headline(run: Path) -> str:
+    """The five lines `codesign flow` ends with (what is not measured yet says so)."""
+    run = Path(run)
+    ev, dse = _load(run / "eval.json"), _load(run / "dse.json")
+    sim = _load(run / "sim" / "data.json")
+    lines = []
+    if ev:
+        lines.append(f"accuracy: {ev['overall_accuracy']:.4f} early-exit vs {ev['final_accuracy']:.4f} final exit only "
+                     f"({ev['samples']} test samples)")
+        lines.append("exit fractions: " + ", ".join(f"exit {e['index']} {e['exit_fraction']:.3f}" for e in ev["exits"]))
+    if dse:
+        lines.append(f"predicted throughput: {dse['chosen']['throughput_samples_per_cycle']:.4g} samples/cycle on "
+                     f"{dse['device']} (no-exit baseline {dse['baseline']['throughput_samples_per_cycle']:.4g})")
+    measured = "not simulated yet (run `codesign sim`)"
+    if sim:
+        measured = (f"{sim['throughput_samples_per_cycle']:.4g} samples/cycle in Verilator on {sim['samples']} samples "
+                    f"(predicted {sim['predicted_throughput_samples_per_cycle']:.4g})")
+    lines.append(f"measured throughput: {measured}")
+    if dse:
+        lines.append(f"gain over no-exit baseline at equal resources: {dse['predicted_gain']:.2f}x predicted"
+                     + (f", {sim['measured_gain']:.2f}x measured" if sim and sim.get("measured_gain") else ""))
+    report = run / "report.html"
+    lines.append(f"report: {report}" if report.is_file() else f"artifacts: {run}")
+    return "\n".join(lines)

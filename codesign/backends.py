@@ -1,0 +1,32 @@
+"""Flow steps of the hardware back ends, registered into codesign.flow.
+
+Each back end (HLS, RTL, simulation, synthesis, report) is imported only when
+its step runs, so the flow's first steps do not pay for hls4ml or Verilator.
+"""
+from __future__ import annotations
+
+import shutil
+
+from codesign import flow
+from codesign.flow import FlowContext, Step
+
+
+def _do_report(ctx: FlowContext) -> str:
+    from codesign.report import write_report
+
+    paths = write_report(ctx.run)
+    return f"-> {paths[0]}"
+
+
+def _report_inputs(ctx: FlowContext):
+    names = ["train.json", "eval.json", "design.json", "dse.json", "estimate.json", "hls/csim.json",
+             "rtl/verify.json", "sim/data.json", "synth.json"]
+    return [ctx.run / n for n in names]
+
+
+def _no_yosys() -> str | None:
+    return None if shutil.which("yosys") else "yosys not found; install it with `apt-get install yosys`"
+
+
+def register_backends() -> None:
+    flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

@@ -1,0 +1,43 @@
+"""`codesign flow`: make-like steps, a rerun does nothing, a failing step names itself and keeps earlier artifacts."""
+from __future__ import annotations
+
+from tests.conftest import example, write_config
+from tests.test_config import run_cli
+
+
+def test_flow_then_rerun_does_nothing(tmp_path):
+    cfg = write_config(tmp_path, example("digits_mlp", train__epochs=8))
+    out = tmp_path / "run"
+    first = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..report", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for name in ("model.pt", "policy.json", "eval.json", "design.json", "dse.json", "estimate.json", "report.html"):
+        assert (out / name).is_file(), name
+    assert "gain over no-exit baseline" in first.stdout and "report:" in first.stdout
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..report", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
+    # touching the config makes everything downstream stale
+    cfg.write_text(cfg.read_text())
+    third = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..calibrate", cwd=tmp_path)
+    assert third.returncode == 0 and "nothing to do" not in third.stdout
+    assert "train      done" in third.stderr
+
+
+def test_failing_step_is_named_and_earlier_artifacts_stay(tmp_path):
+    cfg = write_config(tmp_path, example("digits_mlp", train__epochs=2, policy__accuracy_delta=-50.0))
+    out = tmp_path / "run"
+    res = run_cli("flow", str(cfg), "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 2
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "step 'calibrate'" in err[0] and "best reachable" in err[0]
+    assert (out / "model.pt").is_file() and (out / "train.json").is_file()
+    assert not (out / "policy.json").exists()
+    summary = run_cli("summary", str(out), cwd=tmp_path)
+    assert summary.returncode == 0 and "test accuracy per exit" in summary.stdout
+
+
+def test_unknown_step(tmp_path):
+    cfg = write_config(tmp_path, example("digits_mlp"))
+    res = run_cli("flow", str(cfg), "--out", str(tmp_path / "run"), "--steps", "train,fly", cwd=tmp_path)
+    assert res.returncode == 2 and "fly" in res.stderr and not (tmp_path / "run").exists()
