@@ -73,8 +73,8 @@ class ExitSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    backbone: list[LayerSpec] = Field(min_length=1)
-    exits: list[ExitSpec] = Field(default_factory=list)
+    backbone: list[LayerSpec] = Field(min_length=1, description="the main network, a list of layers; exits attach after any of them")
+    exits: list[ExitSpec] = Field(default_factory=list, description="early exits, in backbone order")
     exit_head: list[LayerSpec] = Field(
         default_factory=lambda: [LinearSpec(type="linear")],
         description="head used by every exit that does not give its own",
@@ -86,15 +86,15 @@ class ModelSpec(_Strict):
 
 
 class SyntheticSpec(_Strict):
-    samples: int = Field(800, ge=40)
-    shape: list[int] = Field(default_factory=lambda: [1, 4, 4])
-    classes: int = Field(4, ge=2)
+    samples: int = Field(800, ge=40, description="number of samples")
+    shape: list[int] = Field(default_factory=lambda: [1, 4, 4], description="sample shape [C, H, W] or [N]")
+    classes: int = Field(4, ge=2, description="number of classes")
 
 
 class DataSpec(_Strict):
-    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic"] = "digits"
+    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic"] = Field("digits", description="digits is embedded; mnist and fashion-mnist need `make data` or data.path")
     path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist)")
-    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="part of the training data held out for calibration")
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="for data sets without a fixed test split")
     limit_train: int | None = Field(None, ge=10, description="use at most this many training samples")
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
@@ -106,36 +106,36 @@ class QuantSpec(_Strict):
 
 
 class DistillSpec(_Strict):
-    temperature: float = Field(3.0, gt=0.0)
-    alpha: float = Field(0.5, ge=0.0)
-    teacher: Literal["final", "next"] = "final"
+    temperature: float = Field(3.0, gt=0.0, description="softening temperature T")
+    alpha: float = Field(0.5, ge=0.0, description="weight of the KL term")
+    teacher: Literal["final", "next"] = Field("final", description="teacher of each early exit: the final exit or the next exit")
 
 
 class TrainSpec(_Strict):
-    mode: Literal["end_to_end", "ic_only", "distillation"] = "end_to_end"
-    epochs: int = Field(30, ge=1, le=1000)
+    mode: Literal["end_to_end", "ic_only", "distillation"] = Field("end_to_end", description="joint loss; exit heads only on a frozen backbone; or joint loss plus distillation")
+    epochs: int = Field(30, ge=1, le=1000, description="training epochs (ic_only: epochs of the exit heads)")
     backbone_epochs: int = Field(30, ge=1, le=1000, description="ic_only: epochs for backbone + final exit")
     backbone_from: str | None = Field(None, description="ic_only: a run folder whose model.pt is the frozen backbone")
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.01, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(64, ge=1, description="mini-batch size")
+    lr: float = Field(0.01, gt=0.0, description="Adam learning rate (cosine schedule)")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay")
     distill: DistillSpec = Field(default_factory=DistillSpec)
 
 
 class PolicySpec(_Strict):
-    kind: Literal["margin", "max_softmax", "entropy", "patience"] = "max_softmax"
+    kind: Literal["margin", "max_softmax", "entropy", "patience"] = Field("max_softmax", description="exit policy calibrated by the flow")
     accuracy_delta: float = Field(1.0, ge=-100.0, le=100.0, description="calibration: accuracy target in pp below the final exit")
 
 
 class HardwareSpec(_Strict):
-    device: str = "xc7z020"
-    clock_ns: float = Field(10.0, gt=0.0)
+    device: str = Field("xc7z020", description="target FPGA part (hw_models/devices.yaml)")
+    clock_ns: float = Field(10.0, gt=0.0, description="design clock period")
     buffer_depth: int = Field(32, ge=1, le=4096, description="conditional buffer depth in samples")
 
 
 class Config(_Strict):
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", description="run name, used in reports and generated HDL names")
+    seed: int = Field(0, description="seed of data splits, initialisation and shuffling")
     data: DataSpec = Field(default_factory=DataSpec)
     quant: QuantSpec = Field(default_factory=QuantSpec)
     model: ModelSpec

@@ -94,3 +94,10 @@ def test_every_subcommand_has_help(tmp_path):
     for command in commands:
         sub = run_cli(command, "--help", cwd=tmp_path)
         assert sub.returncode == 0 and "Usage:" in sub.stdout, command
+
+
+def test_config_reference_is_current():
+    from codesign.config_doc import render
+    from tests.conftest import ROOT
+
+    assert (ROOT / "docs" / "config.md").read_text() == render(), "run: python -m codesign.config_doc > docs/config.md"
