@@ -18,10 +18,21 @@ def _do_report(ctx: FlowContext) -> str:
     return f"-> {paths[0]}"
 
 
+def _do_hls(ctx: FlowContext) -> str:
+    from codesign.hls import hls_command
+
+    c = hls_command(ctx.run, True, None, None, "io_parallel")["csim"]
+    return f"C simulation {c['samples']} samples, {c['mismatches']} mismatches"
+
+
 def _report_inputs(ctx: FlowContext):
     names = ["train.json", "eval.json", "design.json", "dse.json", "estimate.json", "hls/csim.json",
              "rtl/verify.json", "sim/data.json", "synth.json"]
     return [ctx.run / n for n in names]
+
+
+def _export_outputs(ctx: FlowContext):
+    return [ctx.run / "design.json", ctx.run / "export" / "verify.json"]
 
 
 def _no_yosys() -> str | None:
@@ -29,4 +40,5 @@ def _no_yosys() -> str | None:
 
 
 def register_backends() -> None:
+    flow.register(Step("hls", _export_outputs, ("hls/csim.json",), _do_hls), after="estimate")
     flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

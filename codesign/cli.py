@@ -262,6 +262,24 @@ def flow(config: Path, out: Path, device: str | None, steps: str | None, force: 
 
 @cli.command()
 @RUN
+@click.option("--csim", is_flag=True, help="compile with g++ and run the test split against the integer reference")
+@click.option("--part", default=None, help="FPGA part for the Vitis projects (default: the design's device)")
+@click.option("--clock", "clock_ns", type=float, default=None, help="clock period in ns (default: the design's)")
+@click.option("--io", type=click.Choice(["parallel", "stream"]), default="parallel", help="hls4ml io type")
+def hls(run: Path, csim: bool, part: str | None, clock_ns: float | None, io: str) -> None:
+    """Generate Vitis HLS projects (hls4ml per stage + threshold unit, buffers, merge) into RUN/hls/."""
+    from codesign.hls import hls_command
+
+    r = hls_command(run, csim, part, clock_ns, f"io_{io}")
+    line = f"wrote {r['hls_dir']} ({len(r['stages'])} stages, top {r['top']}, {r['part']} @ {r['clock_ns']} ns)"
+    if csim:
+        c = r["csim"]
+        line += f"; C simulation: {c['samples']} samples, {c['mismatches']} mismatches -> {r['hls_dir']}/csim.json"
+    click.echo(line)
+
+
+@cli.command()
+@RUN
 def report(run: Path) -> None:
     """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
     from codesign.report import write_report
@@ -277,6 +295,20 @@ def summary(run: Path) -> None:
     from codesign.summary import summarise
 
     click.echo(summarise(run))
+
+
+@cli.command()
+@click.argument("sweep_yaml", metavar="SWEEP.yaml", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="folder for results.csv/json, pareto.png (and the point folders unless shared_dir is set)")
+@click.option("--address", default=None, help="join this Ray cluster (HOST:PORT from `ray start --head`, or auto); "
+                                               "default: start a local one on this machine")
+@click.option("--max-parallel", type=int, default=None, help="at most N points in flight (default: as resources allow)")
+def sweep(sweep_yaml: Path, out: Path, address: str | None, max_parallel: int | None) -> None:
+    """Run many design points (config axes x flow steps) as Ray tasks; a rerun skips finished points."""
+    from codesign.sweep import sweep_command
+
+    click.echo(sweep_command(sweep_yaml, out, address, max_parallel)["message"])
 
 
 def main() -> None:
