@@ -25,6 +25,21 @@ def _do_hls(ctx: FlowContext) -> str:
     return f"C simulation {c['samples']} samples, {c['mismatches']} mismatches"
 
 
+def _do_rtl(ctx: FlowContext) -> str:
+    from codesign.rtl import rtl_command
+
+    v = rtl_command(ctx.run, verify=True)["verify"]
+    return f"Verilator {v['samples']} samples, {v['mismatches']} mismatches"
+
+
+def _do_sim(ctx: FlowContext) -> str:
+    from codesign.sim_run import run_traffic
+
+    r = run_traffic(ctx.run, "data")
+    return (f"measured {r['throughput_samples_per_cycle']:.4g} samples/cycle, predicted "
+            f"{r['predicted_throughput_samples_per_cycle']:.4g}; scoreboard {r['scoreboard']}")
+
+
 def _report_inputs(ctx: FlowContext):
     names = ["train.json", "eval.json", "design.json", "dse.json", "estimate.json", "hls/csim.json",
              "rtl/verify.json", "sim/data.json", "synth.json"]
@@ -41,4 +56,6 @@ def _no_yosys() -> str | None:
 
 def register_backends() -> None:
     flow.register(Step("hls", _export_outputs, ("hls/csim.json",), _do_hls), after="estimate")
+    flow.register(Step("rtl", _export_outputs, ("rtl/verify.json",), _do_rtl), after="hls")
+    flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json"], ("sim/data.json",), _do_sim), after="rtl")
     flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

@@ -280,6 +280,55 @@ def hls(run: Path, csim: bool, part: str | None, clock_ns: float | None, io: str
 
 @cli.command()
 @RUN
+@click.option("--verify", is_flag=True, help="simulate the test split in Verilator against the integer reference")
+@click.option("--samples", type=int, default=None, help="verify only the first N test samples")
+def rtl(run: Path, verify: bool, samples: int | None) -> None:
+    """Generate synthesisable Verilog for the whole early-exit design into RUN/rtl/."""
+    from codesign.rtl import rtl_command
+
+    r = rtl_command(run, verify, samples)
+    line = f"wrote {r['rtl_dir']} (top {r['top']}, {len(r['sources'])} sources, {r['rom_files']} ROM files)"
+    if verify:
+        v = r["verify"]
+        line += (f"; Verilator: {v['samples']} samples, {v['mismatches']} mismatches, "
+                 f"{v['cycles_per_sample']:.1f} cycles/sample -> {r['rtl_dir']}/verify.json")
+    click.echo(line)
+
+
+@cli.command()
+@RUN
+@click.option("--traffic", default="data", show_default=True,
+              help="data | iid:p0[,p1..] | markov:p0[,p1..],L | pattern:e0,e1,.. | trace:FILE")
+@click.option("--samples", type=int, default=None, help="samples to stream (default: the test split size)")
+@click.option("--backpressure", type=float, default=0.0, help="probability the consumer is not ready in a cycle")
+@click.option("--gaps", type=float, default=0.0, help="probability the producer has no beat in a cycle")
+@click.option("--seed", type=int, default=0)
+@click.option("--sweep", default=None, help="several specs: iid:0.1..0.9[/N], markov:0.5,1..64[/N] or a;b;c")
+def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps: float, seed: int,
+        sweep: str | None) -> None:
+    """Cycle-accurate throughput of RUN/rtl in Verilator under an exit-rate distribution; RUN/sim/<name>.json."""
+    from codesign.sim_run import run_traffic, sweep as run_sweep
+
+    if sweep:
+        r = run_sweep(run, sweep, samples, seed)
+        for p in r["points"]:
+            click.echo(f"{p['traffic']}: measured {p['throughput_samples_per_cycle']:.5g}, predicted "
+                       f"{p['predicted_throughput_samples_per_cycle']:.5g} samples/cycle ({100 * p['model_error']:+.1f} %)")
+        click.echo(f"mean |error| {100 * r['mean_abs_model_error']:.2f} %, worst {100 * r['max_abs_model_error']:.2f} %; "
+                   f"-> {run / 'sim' / 'sweep.json'}, {run / 'sim' / 'sweep.png'}")
+        return
+    r = run_traffic(run, traffic, samples, backpressure, gaps, seed)
+    sb = r["scoreboard"]
+    click.echo(f"{r['samples']} samples in {r['cycles']} cycles: measured {r['throughput_samples_per_cycle']:.5g} "
+               f"samples/cycle ({r['throughput_samples_per_second']:.4g}/s), predicted "
+               f"{r['predicted_throughput_samples_per_cycle']:.5g}; scoreboard lost {sb['lost']}, duplicated "
+               f"{sb['duplicated']}, altered {sb['altered']}")
+    if sb["lost"] or sb["duplicated"] or sb["altered"] or r["deadlock"]:
+        raise StepFailed(f"scoreboard failed under {traffic}: {sb}, deadlock {r['deadlock']}")
+
+
+@cli.command()
+@RUN
 def report(run: Path) -> None:
     """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
     from codesign.report import write_report
