@@ -41,6 +41,21 @@ def _trained(tmp_path_factory, name: str, **overrides) -> Path:
     return run
 
 
+def calibrated_copy(run: Path, tmp_path_factory, evaluate: bool = False) -> Path:
+    """A private copy of a session run, calibrated (max_softmax, delta 1 pp) and optionally evaluated."""
+    import shutil
+
+    from codesign.calibrate_run import calibrate_run
+    from codesign.evaluate import evaluate_run
+
+    copy = tmp_path_factory.mktemp(run.parent.name) / "run"
+    shutil.copytree(run, copy)
+    calibrate_run(copy, "max_softmax", accuracy_delta=1.0)
+    if evaluate:
+        evaluate_run(copy)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def mlp_run(tmp_path_factory) -> Path:
     """The default digits MLP, fully trained (about 7 s) and exported."""

@@ -2,23 +2,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from codesign.calibrate_run import calibrate_run
-from codesign.evaluate import evaluate_run
 from codesign.ir import load_design
+from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
 
 @pytest.fixture(scope="module")
 def run(mlp_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("est") / "run"
-    shutil.copytree(mlp_run, run)
-    calibrate_run(run, "max_softmax", accuracy_delta=1.0)
-    evaluate_run(run)
-    return run
+    return calibrated_copy(mlp_run, tmp_path_factory, evaluate=True)
 
 
 def test_estimate_three_devices(run, tmp_path):

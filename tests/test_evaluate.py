@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,15 +12,13 @@ from codesign.errors import UserError
 from codesign.evaluate import evaluate_run
 from codesign.inference import anytime, budgeted, subnet
 from codesign.ir import load_design
+from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
 
 @pytest.fixture(scope="module")
 def calibrated(mlp_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("cal") / "run"
-    shutil.copytree(mlp_run, run)
-    calibrate_run(run, "max_softmax", accuracy_delta=1.0)
-    return run
+    return calibrated_copy(mlp_run, tmp_path_factory)
 
 
 def test_default_demo_acceptance(calibrated):

@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 
-from codesign.calibrate_run import calibrate_run
 from codesign.estimate_run import dse_run, estimate_run
-from codesign.evaluate import evaluate_run
 from codesign.report import write_report
+from tests.conftest import calibrated_copy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 PROBE = """<script>
@@ -24,10 +23,7 @@ window.addEventListener('load', () => {
 
 @pytest.fixture(scope="module")
 def reported(mlp_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("rep") / "run"
-    shutil.copytree(mlp_run, run)
-    calibrate_run(run, "max_softmax", accuracy_delta=1.0)
-    evaluate_run(run)
+    run = calibrated_copy(mlp_run, tmp_path_factory, evaluate=True)
     dse_run(run, "xc7z020")
     estimate_run(run, ["xc7z020", "xczu3eg"])
     write_report(run)

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from codesign.calibrate_run import calibrate_run
 from codesign.errors import UserError
 from codesign.ir import load_design, save_design
 from codesign.rtl import generate_rtl
 from codesign.sim_run import run_traffic
+from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
 # moderately unfolded: both stages near 64 cycles/sample, so 100,000 samples simulate in seconds
@@ -21,9 +20,7 @@ FOLDING = {"s0_l1_dense": (4, 16), "s0_head_l0_dense": (2, 16), "s1_l0_dense": (
 
 @pytest.fixture(scope="module")
 def rtl_run(mlp_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("sim") / "run"
-    shutil.copytree(mlp_run, run)
-    calibrate_run(run, "max_softmax", accuracy_delta=1.0)
+    run = calibrated_copy(mlp_run, tmp_path_factory)
     design = load_design(run)
     for name, (pe, simd) in FOLDING.items():
         layer = design.layer(name)
