@@ -28,6 +28,13 @@ def _check_prob(value: float, what: str) -> float:
     return value
 
 
+def _test_split(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    from codesign.calibrate_run import run_dataset
+
+    test = run_dataset(run).test
+    return test.x, test.y
+
+
 def predicted_throughput(design: ir.Design, exit_fractions, burst_length: float) -> float:
     """hw_models' figure for this design (its folding and buffer depths) at these exit statistics."""
     from hw_models import estimate
@@ -58,7 +65,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         raise UserError(f"{run}/rtl not generated; run `codesign rtl {run}` first")
     design = rtl.require_design(run)
     traffic: Traffic = parse_traffic(spec, design.num_exits)
-    test_x = rtl.split_inputs(run)
+    test_x, test_y = _test_split(run)
     n = samples or len(test_x)
     x = np.resize(test_x, (n, *test_x.shape[1:]))
     logits, view = rtl.reference(design, x)
@@ -90,6 +97,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         "model_error": (predicted - measured) / measured,
         "clock_ns": design.clock_ns, "backpressure": backpressure, "gaps": gaps, "seed": seed,
         "burst_length": burst,
+        "accuracy": float(np.mean(outcome.classes == np.resize(test_y, n))),
         "exits": [{"index": k, "count": int(np.sum(outcome.exits == k)), "expected": int(np.sum(expected_exit == k)),
                    "fraction": fractions[k]} for k in range(design.num_exits)],
         "latency_cycles": _latencies(outcome.out_cycles, in_first, outcome.exits, design.num_exits),
