@@ -56,13 +56,21 @@ class MaxPoolSpec(_Strict):
     stride: int | None = Field(None, ge=1, le=8, description="default: kernel")
 
 
+class BatchNormSpec(_Strict):
+    """Batch normalisation right after a conv2d or linear layer (before its relu); trained in float,
+    folded into that layer's weights and bias at the end of training (the hardware never sees it)."""
+
+    type: Literal["batchnorm"]
+    name: str | None = None
+
+
 class FlattenSpec(_Strict):
     type: Literal["flatten"]
     name: str | None = None
 
 
 LayerSpec = Annotated[
-    Union[LinearSpec, Conv2dSpec, ReluSpec, MaxPoolSpec, FlattenSpec], Field(discriminator="type")
+    Union[LinearSpec, Conv2dSpec, BatchNormSpec, ReluSpec, MaxPoolSpec, FlattenSpec], Field(discriminator="type")
 ]
 
 
@@ -169,7 +177,7 @@ def resolve_exit_positions(cfg: Config) -> list[int]:
     if positions != sorted(set(positions)):
         raise ValueError(f"exits must sit after distinct backbone layers in increasing order, got {positions}")
     for p in positions:
-        if cfg.model.backbone[p].type in ("linear", "conv2d"):
+        if cfg.model.backbone[p].type in ("linear", "conv2d", "batchnorm"):
             raise ValueError(
                 f"exit after backbone layer {p} ({cfg.model.backbone[p].type}) would see an unquantised "
                 "accumulator; place it after the relu that follows"

@@ -108,6 +108,7 @@ class _IRBuilder:
         return layer
 
     def sequence(self, prefix: str, mods: list[nn.Module], h) -> tuple[list[dict], object]:
+        mods = [m for m in mods if not isinstance(m, nn.Identity)]  # folded batchnorms
         layers, i = [], 0
         while i < len(mods):
             mod = mods[i]

@@ -91,10 +91,14 @@ def plan_layers(specs: list[LayerSpec], shape: tuple[int, ...], cfg: Config, num
     for i, spec in enumerate(specs):
         here = f"{where} layer {i} ({spec.type})"
         prev = specs[i - 1].type if i else None
-        if spec.type == "relu" and prev not in ("linear", "conv2d"):
-            raise UserError(f"{here}: a relu must directly follow a linear or conv2d layer")
+        if spec.type == "batchnorm" and prev not in ("linear", "conv2d"):
+            raise UserError(f"{here}: a batchnorm must directly follow a linear or conv2d layer (it is folded into it)")
+        if spec.type == "relu" and prev not in ("linear", "conv2d", "batchnorm"):
+            raise UserError(f"{here}: a relu must directly follow a linear or conv2d layer (or its batchnorm)")
         last = i == len(specs) - 1
         nxt = None if last else specs[i + 1].type
+        if nxt == "batchnorm" and i + 2 < len(specs):
+            nxt = specs[i + 2].type  # the relu after the batchnorm counts
         if spec.type in ("linear", "conv2d") and nxt != "relu" and not (is_head and last):
             raise UserError(f"{here}: needs a relu after it (only the last layer of a head outputs raw logits)")
         out = _out_shape(spec, shape, num_classes, here)
@@ -107,8 +111,12 @@ def plan_layers(specs: list[LayerSpec], shape: tuple[int, ...], cfg: Config, num
     return plans
 
 
-def _module(plan: LayerPlan, raw_output: bool) -> nn.Module:
+def _module(plan: LayerPlan, raw_output: bool, folded: bool = False) -> nn.Module:
     s = plan.spec
+    if s.type == "batchnorm":
+        if folded:  # already inside the previous layer's weights
+            return nn.Identity()
+        return nn.BatchNorm2d(plan.in_shape[0]) if len(plan.in_shape) == 3 else nn.BatchNorm1d(plan.in_shape[0])
     if s.type == "linear":
         return qnn.QuantLinear(plan.in_shape[0], plan.out_shape[0], bias=True, weight_quant=weight_quant(plan.bits),
                                bias_quant=Int16Bias, return_quant_tensor=not raw_output)
@@ -123,8 +131,8 @@ def _module(plan: LayerPlan, raw_output: bool) -> nn.Module:
     return nn.Flatten()
 
 
-def build_sequential(plans: list[LayerPlan], is_head: bool) -> nn.Sequential:
-    return nn.Sequential(*[_module(p, is_head and i == len(plans) - 1) for i, p in enumerate(plans)])
+def build_sequential(plans: list[LayerPlan], is_head: bool, folded: bool = False) -> nn.Sequential:
+    return nn.Sequential(*[_module(p, is_head and i == len(plans) - 1, folded) for i, p in enumerate(plans)])
 
 
 @dataclass(frozen=True)
@@ -159,12 +167,13 @@ class EarlyExitNet(nn.Module):
     """Backbone segments with one head each; forward returns every exit's logits."""
 
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], input_bits: int, input_frac: int,
-                 num_classes: int) -> None:
+                 num_classes: int, folded: bool = False) -> None:
         super().__init__()
         self.plans = plan_network(cfg, input_shape, num_classes)
+        self.folded = folded
         self.input_quant = qnn.QuantIdentity(act_quant=input_quant(input_bits, input_frac), return_quant_tensor=True)
-        self.segments = nn.ModuleList(build_sequential(p.backbone, is_head=False) for p in self.plans)
-        self.heads = nn.ModuleList(build_sequential(p.head, is_head=True) for p in self.plans)
+        self.segments = nn.ModuleList(build_sequential(p.backbone, False, folded) for p in self.plans)
+        self.heads = nn.ModuleList(build_sequential(p.head, True, folded) for p in self.plans)
 
     @property
     def num_exits(self) -> int:
@@ -187,6 +196,11 @@ class EarlyExitNet(nn.Module):
         return outs
 
 
+def has_batchnorm(cfg: Config) -> bool:
+    heads = [e.head or cfg.model.exit_head for e in cfg.model.exits] + [cfg.model.classifier]
+    return any(layer.type == "batchnorm" for layers in [cfg.model.backbone, *heads] for layer in layers)
+
+
 class StageModule(nn.Module):
     """Stage k alone, as exported: (features, logits), or logits in the last stage."""
 
@@ -206,6 +220,35 @@ class StageModule(nn.Module):
 
 
 def build_model(cfg: Config, input_shape: tuple[int, ...], input_bits: int, input_frac: int,
-                num_classes: int) -> EarlyExitNet:
+                num_classes: int, folded: bool = False) -> EarlyExitNet:
     torch.manual_seed(cfg.seed)
-    return EarlyExitNet(cfg, input_shape, input_bits, input_frac, num_classes)
+    return EarlyExitNet(cfg, input_shape, input_bits, input_frac, num_classes, folded)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: EarlyExitNet, cfg: Config, input_shape: tuple[int, ...], input_bits: int,
+                   input_frac: int, num_classes: int) -> EarlyExitNet:
+    """The same network with every batchnorm folded into the conv/linear before it.
+
+    W' = W * g / sqrt(var + eps) per output channel, b' = (b - mean) * g / sqrt(var + eps) + beta.
+    The weight quantiser then re-derives its power-of-two scale from W', so the
+    folded network is what every later step (calibration, export, hardware) sees.
+    """
+    folded = build_model(cfg, input_shape, input_bits, input_frac, num_classes, folded=True)
+    state = {k: v for k, v in model.state_dict().items() if ".running_" not in k and "num_batches" not in k}
+    for prefix, seqs in (("segments", model.segments), ("heads", model.heads)):
+        for i, seq in enumerate(seqs):
+            mods = list(seq)
+            for j, mod in enumerate(mods):
+                if not isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    continue
+                layer = mods[j - 1]
+                factor = mod.weight / torch.sqrt(mod.running_var + mod.eps)
+                shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+                state[f"{prefix}.{i}.{j - 1}.weight"] = layer.weight * factor.reshape(shape)
+                state[f"{prefix}.{i}.{j - 1}.bias"] = (layer.bias - mod.running_mean) * factor + mod.bias
+                for key in ("weight", "bias"):
+                    state.pop(f"{prefix}.{i}.{j}.{key}", None)
+    folded.load_state_dict(state)
+    folded.eval()
+    return folded

@@ -24,7 +24,7 @@ def load_trained(run: Path) -> tuple[Config, EarlyExitNet, Dataset]:
     blob = torch.load(require(run, "model.pt", "train"), map_location="cpu", weights_only=False)
     cfg = parse_config(blob["config"], str(Path(run) / "model.pt"))
     ds = load_dataset(cfg.data, cfg.seed)
-    model = build_model(cfg, ds.shape, ds.bits, ds.frac, ds.num_classes)
+    model = build_model(cfg, ds.shape, ds.bits, ds.frac, ds.num_classes, folded=blob.get("batchnorm_folded", False))
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return cfg, model, ds

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from codesign.config import Config, dump_config
 from codesign.data import Dataset, load_dataset
 from codesign.errors import UserError
-from codesign.model import EarlyExitNet, build_model
+from codesign.model import EarlyExitNet, build_model, fold_batchnorm, has_batchnorm
 
 
 def seed_everything(seed: int) -> None:
@@ -144,6 +144,9 @@ def train(cfg: Config, out: Path, quiet: bool = False) -> dict:
     with Progress(*columns, disable=quiet, transient=False) as progress:
         for phase in _phases(cfg, model.num_exits, pretrained):
             run_phase(model, ds, cfg, phase, progress)
+    folded = has_batchnorm(cfg)
+    if folded:  # what the hardware will run, and what every later step loads
+        model = fold_batchnorm(model, cfg, ds.shape, ds.bits, ds.frac, ds.num_classes)
     split_acc = {s: exit_accuracies(model, ds, s) for s in ("train", "val", "test")}
     result = {
         "name": cfg.name,
@@ -158,9 +161,10 @@ def train(cfg: Config, out: Path, quiet: bool = False) -> dict:
             for k in range(model.num_exits)
         ],
         "seconds": round(time.perf_counter() - started, 2),
+        "batchnorm_folded": folded,
     }
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(mode="json"),
+    torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(mode="json"), "batchnorm_folded": folded,
                 "input": {"shape": list(ds.shape), "bits": ds.bits, "frac": ds.frac},
                 "num_classes": ds.num_classes}, out / "model.pt")
     (out / "config.yaml").write_text(dump_config(cfg))

@@ -72,3 +72,30 @@ def test_non_power_of_two_scale_refused():
 def test_export_before_train(tmp_path):
     with pytest.raises(UserError, match="codesign train"):
         export(tmp_path)
+
+
+def test_batchnorm_folded_before_export(tmp_path):
+    """A batchnorm after a conv/linear is folded into it at the end of training; export stays bit-exact."""
+    data = example("digits_cnn", train__epochs=4)
+    backbone = data["model"]["backbone"]
+    backbone.insert(1, {"type": "batchnorm"})  # conv -> bn -> relu
+    backbone.insert(5, {"type": "batchnorm"})
+    data["model"]["exits"][0]["after"] = 3  # still after the first maxpool
+    result = train(parse_config(data), tmp_path / "run", quiet=True)
+    assert result["batchnorm_folded"] and result["exits"][-1]["test_accuracy"] > 0.5
+    report = export(tmp_path / "run")
+    assert report["mismatches"] == 0 and report["qonnx_max_abs_diff"] == 0.0
+    design = load_design(tmp_path / "run")
+    assert [layer.kind for layer in design.stages[0].layers] == ["conv2d", "maxpool2d"]  # no trace of the batchnorm
+    _, model, _ = load_trained(tmp_path / "run")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_batchnorm_must_follow_compute():
+    data = example("digits_mlp")
+    data["model"]["backbone"].insert(1, {"type": "batchnorm"})  # after flatten
+    data["model"]["exits"][0]["after"] = 3
+    with pytest.raises(UserError, match="batchnorm must directly follow"):
+        from codesign.model import plan_network
+
+        plan_network(parse_config(data), (1, 8, 8), 10)
