@@ -32,12 +32,19 @@ def _do_rtl(ctx: FlowContext) -> str:
     return f"Verilator {v['samples']} samples, {v['mismatches']} mismatches"
 
 
+SWEEP_RATES = (0.5, 0.7, 0.85, 0.95, 1.0)  # exit-0 rates of the flow's measured-vs-predicted sweep
+
+
 def _do_sim(ctx: FlowContext) -> str:
-    from codesign.sim_run import run_traffic
+    from codesign.ir import load_design
+    from codesign.sim_run import run_traffic, sweep
 
     r = run_traffic(ctx.run, "data")
+    others = ",0" * (load_design(ctx.run).num_exits - 2)
+    sw = sweep(ctx.run, ";".join(f"iid:{p:g}{others}" for p in SWEEP_RATES))
     return (f"measured {r['throughput_samples_per_cycle']:.4g} samples/cycle, predicted "
-            f"{r['predicted_throughput_samples_per_cycle']:.4g}; scoreboard {r['scoreboard']}")
+            f"{r['predicted_throughput_samples_per_cycle']:.4g}; scoreboard {r['scoreboard']}; sweep model error "
+            f"mean {100 * sw['mean_abs_model_error']:.1f} %, worst {100 * sw['max_abs_model_error']:.1f} %")
 
 
 def _report_inputs(ctx: FlowContext):
@@ -57,5 +64,6 @@ def _no_yosys() -> str | None:
 def register_backends() -> None:
     flow.register(Step("hls", _export_outputs, ("hls/csim.json",), _do_hls), after="estimate")
     flow.register(Step("rtl", _export_outputs, ("rtl/verify.json",), _do_rtl), after="hls")
-    flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json"], ("sim/data.json",), _do_sim), after="rtl")
+    flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json"], ("sim/data.json", "sim/sweep.json"),
+                       _do_sim), after="rtl")
     flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

@@ -56,6 +56,8 @@ def collect(run: Path) -> dict[str, Any]:
     }
     data["plots"] = {key: {"file": name, "present": (run / name).is_file(), "command": cmd.format(run=run)}
                      for key, (name, cmd) in PLOTS.items()}
+    if data["sweep"]:  # the exact sweep that made the plot
+        data["plots"]["sim_sweep"]["command"] = f"codesign sim {run} --sweep '{data['sweep']['sweep']}'"
     return data
 
 
