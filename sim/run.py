@@ -51,6 +51,7 @@ def run_stream(
     tail: int = 64,
     workdir: Path | None = None,
     vcd: Path | None = None,
+    static_changes: Sequence[tuple[int, str, int]] = (),
 ) -> SimResult:
     """Feed `inputs[i]` (non-negative ints, one per beat) to input stream i.
 
@@ -64,11 +65,15 @@ def run_stream(
     offered / that an output is ready (1.0 = no gaps, no backpressure); a
     list gives one per stream.
     `vcd`: write a waveform there (the build needs `trace=True`).
+    `static_changes`: (cycle, name, value) writes to static ports during the
+    run (e.g. a threshold register changed at run time), applied at the start
+    of that cycle.
     """
     with tempfile.TemporaryDirectory(prefix="codesign_sim_", dir=workdir) as tmp:
         d = Path(tmp)
         for i, beats in enumerate(inputs):
             _write_beats(d / f"in{i}.hex", beats)
+        (d / "static_at.txt").write_text("".join(f"{int(c)} {k} {int(v):x}\n" for c, k, v in sorted(static_changes)))
         (d / "static.txt").write_text("".join(f"{k} {int(v):x}\n" for k, v in (statics or {}).items()))
         for name, text in (files or {}).items():
             (d / name).write_text(text)

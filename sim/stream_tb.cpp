@@ -1,6 +1,7 @@
 // Generic stream testbench: drives every input stream of the top from
 // <dir>/in<i>.hex (one beat per line, hex), holds static ports from
-// <dir>/static.txt ("name hex" lines), and records every output handshake to
+// <dir>/static.txt ("name hex" lines; <dir>/static_at.txt: "cycle name hex" lines
+// change them during the run, in cycle order), and records every output handshake to
 // <dir>/out<j>.txt ("cycle hex").  Input valid is raised with probability
 // p_valid on each cycle a beat is waiting and held until accepted (AXI rule);
 // output ready is drawn with probability p_ready every cycle.  Input accept
@@ -119,6 +120,15 @@ int main(int argc, char** argv) {
                 return 2;
             }
     }
+    // run-time register writes: "<cycle> <name> <hex>" lines, applied at the start of that cycle
+    std::vector<std::pair<long long, std::pair<std::string, Words>>> changes;
+    {
+        std::ifstream f(dir + "/static_at.txt");
+        long long at;
+        std::string name, hex;
+        while (f >> at >> name >> hex) changes.push_back({at, {name, parse_hex(hex)}});
+    }
+    size_t next_change = 0;
     std::vector<std::ofstream> out(TB_N_OUT);
     std::vector<long long> count(TB_N_OUT, 0);
     for (int j = 0; j < TB_N_OUT; ++j) out[j].open(dir + "/out" + std::to_string(j) + ".txt");
@@ -140,6 +150,11 @@ int main(int argc, char** argv) {
     Words w;
     for (;; ++cycle) {
         if (cycle >= max_cycles) { timeout = true; break; }
+        for (; next_change < changes.size() && changes[next_change].first <= cycle; ++next_change)
+            if (!tb_static(top.get(), changes[next_change].second.first, changes[next_change].second.second)) {
+                std::fprintf(stderr, "unknown static port %s\n", changes[next_change].second.first.c_str());
+                return 2;
+            }
         bool inputs_done = true, outputs_done = true, any_unknown = false;
         for (int i = 0; i < TB_N_IN; ++i) {
             if (!valid[i] && next[i] < in[i].size() && uni(rng) < p_valid[i]) {

