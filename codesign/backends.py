@@ -32,6 +32,25 @@ def _do_rtl(ctx: FlowContext) -> str:
     return f"Verilator {v['samples']} samples, {v['mismatches']} mismatches"
 
 
+def measure_gain(run, ee: dict) -> float:
+    """Simulate the no-exit baseline the DSE compared against; record the measured gain in sim/data.json."""
+    import json
+
+    from codesign.baseline import write_baseline
+    from codesign.rtl import generate_rtl
+    from codesign.sim_run import run_traffic
+
+    dse = json.loads((run / "dse.json").read_text())
+    folder = write_baseline(run, dse["baseline"]["folding"])
+    generate_rtl(folder)
+    bl = run_traffic(folder, "data")
+    ee.update(measured_gain=ee["throughput_samples_per_cycle"] / bl["throughput_samples_per_cycle"],
+              baseline_throughput_samples_per_cycle=bl["throughput_samples_per_cycle"],
+              baseline_accuracy=bl["accuracy"], baseline_run=str(folder))
+    (run / "sim" / "data.json").write_text(json.dumps(ee, indent=2) + "\n")
+    return ee["measured_gain"]
+
+
 SWEEP_RATES = (0.5, 0.7, 0.85, 0.95, 1.0)  # exit-0 rates of the flow's measured-vs-predicted sweep
 
 
@@ -40,9 +59,10 @@ def _do_sim(ctx: FlowContext) -> str:
     from codesign.sim_run import run_traffic, sweep
 
     r = run_traffic(ctx.run, "data")
+    gain = measure_gain(ctx.run, r)
     others = ",0" * (load_design(ctx.run).num_exits - 2)
     sw = sweep(ctx.run, ";".join(f"iid:{p:g}{others}" for p in SWEEP_RATES))
-    return (f"measured {r['throughput_samples_per_cycle']:.4g} samples/cycle, predicted "
+    return (f"measured {r['throughput_samples_per_cycle']:.4g} samples/cycle (gain {gain:.2f}x), predicted "
             f"{r['predicted_throughput_samples_per_cycle']:.4g}; scoreboard {r['scoreboard']}; sweep model error "
             f"mean {100 * sw['mean_abs_model_error']:.1f} %, worst {100 * sw['max_abs_model_error']:.1f} %")
 
@@ -64,6 +84,7 @@ def _no_yosys() -> str | None:
 def register_backends() -> None:
     flow.register(Step("hls", _export_outputs, ("hls/csim.json",), _do_hls), after="estimate")
     flow.register(Step("rtl", _export_outputs, ("rtl/verify.json",), _do_rtl), after="hls")
-    flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json"], ("sim/data.json", "sim/sweep.json"),
+    flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json", ctx.run / "dse.json"],
+                       ("sim/data.json", "sim/sweep.json"),
                        _do_sim), after="rtl")
     flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

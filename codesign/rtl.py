@@ -285,7 +285,7 @@ class TopBuilder:
         self.fxw = _clog2(k)
         self.idw = TAG_BITS + 1 + self.fxw
         self.cls_bits = _clog2(design.num_classes)
-        self.cnt_bits = k.bit_length() if design.policy.kind == "patience" else 1
+        self.cnt_bits = k.bit_length() if _policy_kind(design) == "patience" else 1
         self.state_bits = self.cnt_bits + self.cls_bits
         self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
 
@@ -399,7 +399,7 @@ class TopBuilder:
         net.add(self._use("cs_join"), f"u_exit{k}_join", {"AW": c * lb, "BW": self.meta_bits},
                 _io("a", logits.sig) + _io("b", meta) + _io("out", joined))
         # three consumers: threshold unit, id FIFO, debug port
-        tu_in = net.stream(f"exit{k}_tu_in", c * lb + (self.state_bits if design.policy.kind == "patience" and not last
+        tu_in = net.stream(f"exit{k}_tu_in", c * lb + (self.state_bits if _policy_kind(design) == "patience" and not last
                                                           else 0))
         ids = net.stream(f"exit{k}_id", self.idw)
         dbg = Sig(f"dbg_logits_{k}", joined.width)
@@ -541,9 +541,14 @@ def top_name(design: ir.Design) -> str:
     return f"{name if re.match(r'[A-Za-z]', name) else 'd_' + name}_ee"
 
 
+def _policy_kind(design: ir.Design) -> str | None:
+    return design.policy.kind if design.policy is not None else None
+
+
 def require_design(run: Path) -> ir.Design:
+    """design.json with a usable policy (a single-exit design, e.g. the no-exit baseline, needs none)."""
     design = ir.load_design(run)
-    if design.policy is None:
+    if design.policy is None and design.num_exits >= 2:
         raise UserError(f"{Path(run) / 'design.json'} has no exit policy; run `codesign calibrate {run}` first")
     if design.num_exits >= 2:
         pol.check_thresholds(design.policy.kind, design.policy.tables, design.policy.thresholds)
@@ -755,6 +760,11 @@ def reference(design: ir.Design, x: np.ndarray, thresholds: Sequence[int] | None
     from codesign.reference import run_design
 
     logits = run_design(design, x)
+    if design.num_exits == 1:  # no exit decision: every sample leaves at the final classifier
+        classes = np.argmax(logits[0], axis=1)[None, :]
+        scores = pol.IntegerScores("margin", classes, np.zeros((0, len(x)), dtype=np.int64), None)
+        return logits, pol.IntegerView(scores, np.zeros((0, len(x)), dtype=bool), np.zeros(len(x), dtype=np.int64),
+                                       classes[0])
     thr = design.policy.thresholds if thresholds is None else thresholds
     return logits, pol.integer_view(design.policy.kind, logits, design.policy.tables, thr)
 
@@ -790,7 +800,7 @@ def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None
     run = Path(run)
     man = load_manifest(run)
     design = ir.load_design(run)
-    thr = design.policy.thresholds if thresholds is None else list(thresholds)
+    thr = (design.policy.thresholds if design.policy else []) if thresholds is None else list(thresholds)
     statics = {e["threshold_port"]: int(t) & ((1 << e["threshold_bits"]) - 1)
                for e, t in zip(man["exits"], thr)}
     exe = build_sim(run)
@@ -836,7 +846,7 @@ def verify_rtl(run: str | Path, samples: int | None = None) -> dict[str, Any]:
         "timeout": bool(res.timeout),
         "exits": [{"index": k, "samples": int(np.sum(outcome.exits == k)),
                    "reference_samples": int(np.sum(view.exit_index == k))} for k in range(design.num_exits)],
-        "thresholds": [int(t) for t in design.policy.thresholds],
+        "thresholds": [int(t) for t in design.policy.thresholds] if design.policy else [],
         "cycles": last_out - first_in,
         "cycles_per_sample": (last_out - first_in) / max(n, 1),
         "build_seconds": round(build_seconds, 3),
