@@ -54,7 +54,7 @@ def prepare(config: Path, run: Path, device: str, budget: float) -> dict:
 
 def measure(config: Path, base: Path, device: str, budget: float) -> dict:
     cfg = load_config(config)
-    run = base / cfg.name
+    run = base / f"{cfg.name}_{device}"
     started = time.perf_counter()
     dse = prepare(config, run, device, budget)
     generate_rtl(run)
@@ -91,17 +91,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--keep", type=Path, default=Path("runs/bench"))
-    ap.add_argument("--configs", nargs="+", type=Path,
-                    default=[Path("examples/lenet_mnist.yaml"), Path("examples/fashion_cnn.yaml")])
+    ap.add_argument("--configs", nargs="+",
+                    default=["examples/lenet_mnist.yaml", "examples/fashion_cnn.yaml"],
+                    help="config files, each optionally CONFIG@DEVICE (default device: --device)")
     ap.add_argument("--fallback", type=Path, default=Path("examples/digits_cnn.yaml"),
                     help="run instead of a config whose data set is absent")
     ap.add_argument("--device", default="xc7z045")
     ap.add_argument("--budget", type=float, default=0.7)
     args = ap.parse_args()
     rows, skipped = [], []
-    for config in args.configs:
+    for item in args.configs:
+        config, _, device = item.partition("@")
+        config = Path(config)
         try:
-            rows.append(measure(config, args.keep, args.device, args.budget))
+            rows.append(measure(config, args.keep, device or args.device, args.budget))
         except UserError as err:
             skipped.append({"config": str(config), "reason": str(err)})
         print(json.dumps(rows[-1] if rows else skipped[-1]))

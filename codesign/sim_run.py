@@ -20,6 +20,7 @@ from codesign.errors import UserError
 from sim.traffic import Traffic, exit_sequence, parse_traffic
 
 SIM_DIR = "sim"
+WATCHDOG_SAMPLES = 50  # the watchdog allows this many (predicted) sample times without any handshake
 
 
 def _check_prob(value: float, what: str) -> float:
@@ -72,10 +73,15 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
     forced = exit_sequence(traffic, n, seed)
     expected_exit = view.exit_index if forced is None else forced
     expected_class = view.scores.classes[expected_exit, np.arange(n)]
+    fractions = [float(np.mean(expected_exit == k)) for k in range(design.num_exits)]
+    burst = traffic.burst_length if traffic.kind == "markov" else 1.0
+    predicted = predicted_throughput(design, fractions, burst)
+    # a deadlock ends the run: no beat moving for far longer than any sample takes
+    watchdog = int(WATCHDOG_SAMPLES / max(predicted * (1 - backpressure) * (1 - gaps), 1e-9)) + 10_000
     started = time.perf_counter()
     outcome, res = rtl.simulate(run, x, forced=None if forced is None else forced.tolist(),
                                 expected_exits=expected_exit, p_valid=1.0 - gaps, p_ready=1.0 - backpressure,
-                                seed=seed + 1, max_cycles=2_000_000_000)
+                                seed=seed + 1, max_cycles=2_000_000_000, watchdog=watchdog)
     seconds = time.perf_counter() - started
     got = outcome.exits >= 0
     lost = int((~got).sum())
@@ -85,9 +91,6 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
     in_first = in_cycles[::beats][:n] if len(in_cycles) >= n * beats else np.full(n, -1)
     first, last = int(in_cycles[0]) if len(in_cycles) else 0, int(outcome.out_cycles.max()) + 1
     cycles = max(last - first, 1)
-    fractions = [float(np.mean(expected_exit == k)) for k in range(design.num_exits)]
-    burst = traffic.burst_length if traffic.kind == "markov" else 1.0
-    predicted = predicted_throughput(design, fractions, burst)
     measured = n / cycles
     result = {
         "traffic": spec, "samples": n, "cycles": cycles,
@@ -103,6 +106,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         "latency_cycles": _latencies(outcome.out_cycles, in_first, outcome.exits, design.num_exits),
         "scoreboard": {"lost": lost, "duplicated": int(outcome.extra), "altered": altered},
         "deadlock": bool(res.timeout),
+        "watchdog_cycles": watchdog,
         "wall_seconds": round(seconds, 3),
         "simulated_cycles_per_second": res.cycles / max(seconds, 1e-9),
         "command": f"codesign sim {run} --traffic {spec} --samples {n} --backpressure {backpressure} --gaps {gaps}",

@@ -52,6 +52,7 @@ def run_stream(
     workdir: Path | None = None,
     vcd: Path | None = None,
     static_changes: Sequence[tuple[int, str, int]] = (),
+    watchdog: int = 0,
 ) -> SimResult:
     """Feed `inputs[i]` (non-negative ints, one per beat) to input stream i.
 
@@ -68,12 +69,15 @@ def run_stream(
     `static_changes`: (cycle, name, value) writes to static ports during the
     run (e.g. a threshold register changed at run time), applied at the start
     of that cycle.
+    `watchdog`: stop with `timeout` when no beat moves on any stream for this
+    many cycles (a deadlock), instead of running to `max_cycles`; 0 = off.
     """
     with tempfile.TemporaryDirectory(prefix="codesign_sim_", dir=workdir) as tmp:
         d = Path(tmp)
         for i, beats in enumerate(inputs):
             _write_beats(d / f"in{i}.hex", beats)
         (d / "static_at.txt").write_text("".join(f"{int(c)} {k} {int(v):x}\n" for c, k, v in sorted(static_changes)))
+        (d / "watchdog.txt").write_text(f"{int(watchdog)}\n")
         (d / "static.txt").write_text("".join(f"{k} {int(v):x}\n" for k, v in (statics or {}).items()))
         for name, text in (files or {}).items():
             (d / name).write_text(text)

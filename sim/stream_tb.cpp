@@ -145,11 +145,14 @@ int main(int argc, char** argv) {
     tb_clock(top.get(), 0); top->eval();
 
     long long cycle = 0, last_activity = 0, done_at = -1;
+    // no-progress watchdog: no handshake on any stream for this many cycles = deadlock (0: off)
+    long long watchdog = 0;
+    { std::ifstream wf(dir + "/watchdog.txt"); if (wf) wf >> watchdog; }
     bool timeout = false;
     std::vector<int> ready(TB_N_OUT, 0);
     Words w;
     for (;; ++cycle) {
-        if (cycle >= max_cycles) { timeout = true; break; }
+        if (cycle >= max_cycles || (watchdog > 0 && cycle - last_activity > watchdog)) { timeout = true; break; }
         for (; next_change < changes.size() && changes[next_change].first <= cycle; ++next_change)
             if (!tb_static(top.get(), changes[next_change].second.first, changes[next_change].second.second)) {
                 std::fprintf(stderr, "unknown static port %s\n", changes[next_change].second.first.c_str());

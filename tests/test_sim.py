@@ -70,3 +70,14 @@ def test_sim_cli_and_bad_input(rtl_run, tmp_path):
 def test_not_generated(tmp_path):
     with pytest.raises(UserError, match="codesign rtl"):
         run_traffic(tmp_path, "data")
+
+
+def test_watchdog_stops_a_stalled_run(rtl_run):
+    """A consumer that never accepts: the pipeline fills, nothing moves, the watchdog ends the run."""
+    from codesign.rtl import simulate, split_inputs
+
+    x = split_inputs(rtl_run)[:200]
+    outcome, res = simulate(rtl_run, x, expected_exits=[0] * len(x), p_ready=0.0, watchdog=5_000,
+                            max_cycles=50_000_000)
+    assert res.timeout and res.cycles < 100_000
+    assert (outcome.exits < 0).all()  # nothing came out: a run like this reports lost samples, never passes
