@@ -27,6 +27,8 @@ from .buffer_chain import boundary_throughput_many
 from .devices import RESOURCES, Device, get_device
 from .geometry import COMPUTE_KINDS, divisors, elements, matrix_geometry
 from .estimate import buffer_timing
+from .flow_sim import effective_depths
+from .rtl_timing import boundary_slots
 from .stages import TAG_BITS, stage_costs
 from .system import reach_fractions, system_throughput_batch
 
@@ -119,14 +121,16 @@ def _ee_resources(design: dict, group: dict, depths: np.ndarray, last: bool) -> 
     """[n_depths, 4] resources of split + threshold unit + conditional buffer (or exit merge)."""
     st = group["stage"]
     n_classes = int(design.get("num_classes", 10))
-    if last:
+    if last:  # exit merge + the final exit's threshold unit (margin: the argmax), as stages.py counts them
         m = rtl_cost.exit_merge(len(design["stages"]), TAG_BITS + 8)
-        return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
+        logit_bits = int((st.get("logits") or {}).get("bits", 16))
+        t = rtl_cost.threshold_unit("margin", n_classes, logit_bits, 1)
+        return np.tile([float(m.lut + t.lut), float(m.ff + t.ff), float(t.dsp), 0.0], (len(depths), 1))
     feats = st.get("features") or st["layers"][-1]["output"]
     pol = design.get("policy") or {}
     sp = rtl_cost.split(elements(feats), int(feats["bits"]))
     th = rtl_cost.threshold_unit(pol.get("kind", "margin"), n_classes, int(st["logits"]["bits"]), 1, pol.get("tables"))
-    buf = rtl_cost.conditional_buffer(depths, elements(feats) * int(feats["bits"]) + TAG_BITS, int(feats["bits"]))
+    buf = rtl_cost.conditional_buffer(depths, elements(feats) * int(feats["bits"]), int(feats["bits"]))  # no tag
     fixed = np.array([float(sp.lut + th.lut), float(sp.ff + th.ff), float(th.dsp), 0.0])
     var = np.stack([np.broadcast_to(np.asarray(v, dtype=float), depths.shape) for v in (buf.lut, buf.ff, buf.dsp, buf.bram)], 1)
     return fixed + var
@@ -406,7 +410,10 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
         fr = best["point"]["exit_fractions"]
         timing = buffer_timing(stages)
         tot = {r: float(sum(s.total()[r] for s in stages)) for r in RESOURCES}
-        configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr, "buffer_depths": depths,
+        # the RTL's exit path holds only a few undecided samples: the buffer acts as min(depth, capacity)
+        caps, _ = boundary_slots(reduced_design(design, kept), folding)
+        configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr,
+                        "buffer_depths": [int(v) for v in effective_depths(depths, caps)],
                         "decision_latency": timing.decision_latency})
         out.append({**tot, "accuracy": best["point"].get("accuracy"),
                     "exits_kept": kept + [len(design["stages"]) - 1], "threshold": best["point"].get("threshold"),

@@ -9,11 +9,13 @@ from codesign.errors import UserError
 
 from .devices import RESOURCES, get_device
 from .stages import stage_costs
-from .flow_sim import BufferTiming
+from .flow_sim import BufferTiming, effective_depths, per_boundary
+from .rtl_timing import boundary_slots
 from .system import (infinite_buffer_throughput, mean_latency, path_latencies,
                      reach_fractions, system_throughput, system_throughput_many)
 
-NOTE_RTL = "RTL coefficients are initial values until refit against yosys synth_xilinx and Verilator"
+NOTE_RTL = ("RTL LUT/FF coefficients fitted to yosys 0.23 synth_xilinx (xc7) on 7 digits designs, DSP/BRAM rules "
+            "exact there; throughput rules checked against Verilator (docs/RESULTS.md, model validation)")
 NOTE_HLS = "HLS figures are NOT checked against vendor synthesis (no Vivado/Vitis in this toolchain)"
 
 
@@ -21,13 +23,20 @@ def _round(x: float) -> float:
     return float(f"{float(x):.7g}")
 
 
-def buffer_timing(stages, decision_latency: float | None = None, order: str = "in_order") -> BufferTiming:
+def buffer_timing(stages, decision_latency: float | None = None, order: str = "in_order",
+                  design: dict | None = None, folding: dict | None = None) -> BufferTiming:
     """The buffer rules for a design: decision latency defaults to the slowest
-    exit head + threshold unit latency (split to decision, empty pipeline)."""
+    exit head + threshold unit latency (split to decision, empty pipeline).
+    With ``design`` (RTL back end): the exit path's decision capacity and the
+    next stage's input queue of the generated RTL (rtl_timing.py)."""
     if decision_latency is None:
         heads = [sc.head_latency for sc in stages[:-1]]
         decision_latency = max(heads) if heads else 0.0
-    return BufferTiming(order=order, decision_latency=float(decision_latency))
+    if design is None or len(stages) < 2:
+        return BufferTiming(order=order, decision_latency=float(decision_latency))
+    caps, queues = boundary_slots(design, folding)
+    return BufferTiming(order=order, decision_latency=float(decision_latency), input_queue=queues,
+                        decision_capacity=caps)
 
 
 def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "rtl",
@@ -37,7 +46,7 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
     """The estimate.json dict (docs/hw_models.md lists every key)."""
     parts = [get_device(d) for d in devices]
     stages = stage_costs(design, backend, folding, buffer_depths, strategy)
-    timing = buffer_timing(stages, decision_latency, buffer_order)
+    timing = buffer_timing(stages, decision_latency, buffer_order, design if backend == "rtl" else None, folding)
     fractions = np.asarray(exit_fractions, dtype=float)
     q = reach_fractions(fractions)
     if len(q) != len(stages):
@@ -71,13 +80,16 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
     return {
         "backend": backend,
         "strategy": strategy if backend == "hls" else None,
-        "checked_against_synthesis": False,
+        "checked_against_synthesis": backend == "rtl",
         "note": NOTE_HLS if backend == "hls" else NOTE_RTL,
         "burst_length": float(burst_length),
         "buffer_timing": {"order": timing.order, "decision_latency_cycles": timing.decision_latency,
                           "read_latency_cycles": timing.read_latency,
                           "release_latency_cycles": timing.release_latency,
-                          "head_interval_cycles": timing.head_interval},
+                          "head_interval_cycles": timing.head_interval,
+                          "decision_capacity_samples": [int(v) for v in per_boundary(timing.decision_capacity, len(stages))],
+                          "input_queue_samples": [int(v) for v in per_boundary(timing.input_queue, len(stages))],
+                          "effective_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)]},
         "buffer_depths": [int(d) for d in depths],
         "throughput_samples_per_cycle": _round(thr),
         "throughput_infinite_buffers_samples_per_cycle": _round(thr_inf),
@@ -124,7 +136,7 @@ def throughput_curve(design: dict, exit_fractions, rates, backend: str = "rtl", 
     f = np.asarray(exit_fractions, dtype=float)
     shape = f[:-1] / f[:-1].sum() if f[:-1].sum() > 0 else np.full(len(f) - 1, 1.0 / max(len(f) - 1, 1))
     rows = np.array([np.append(shape * p, 1.0 - p) for p in rates])
-    timing = buffer_timing(stages, decision_latency)
+    timing = buffer_timing(stages, decision_latency, "in_order", design if backend == "rtl" else None, folding)
     return {"rate": [float(p) for p in rates],
             "infinite": system_throughput_many(ii, rows).tolist(),
             "finite": system_throughput_many(ii, rows, depths, burst_length, timing).tolist()}

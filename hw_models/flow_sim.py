@@ -18,6 +18,11 @@ Timing rules (all parameters in BufferTiming; docs/hw_models.md):
   the head and decided, a continuing one leaves when stage k+1 takes it.
   continue_only: the decision is known at the write and exiting samples are
   never written (the buffer holds continuing samples only).
+  input_queue Q >= 1: stage k+1 has a FIFO of Q samples in front of it; a
+  continuing head leaves the buffer once the continuing sample Q places
+  earlier has started in stage k+1 (Q = 0: when stage k+1 itself is free).
+  decision_capacity C >= 1: the exit head holds at most C undecided-or-
+  unconsumed decisions, so the buffer acts as one of min(depth, C) samples.
 """
 from __future__ import annotations
 
@@ -35,6 +40,26 @@ class BufferTiming:
     read_latency: float = 1.0       # a written sample is readable this many cycles later
     release_latency: float = 1.0    # a freed slot accepts a write this many cycles later
     head_interval: float = 1.0      # at most one sample leaves the buffer per this many cycles
+    input_queue: int | tuple = 0    # whole samples stage k+1 holds in front of its first block (its input
+                                    # FIFO): a continuing head leaves the buffer when a queue slot is free
+    decision_capacity: int | tuple = 0  # samples the exit-head path holds whose decision the buffer has not
+                                    # consumed (0 = unlimited); caps the buffer's effective depth
+
+
+def per_boundary(value, n_stages: int) -> np.ndarray:
+    """A BufferTiming field given as one number or one per boundary -> int array [K-1]."""
+    arr = np.asarray(value if value is not None else 0, dtype=np.int64)
+    return np.broadcast_to(arr, (max(n_stages - 1, 0),)) if arr.ndim == 0 else arr
+
+
+def effective_depths(depths, capacity) -> np.ndarray:
+    """min(depth, decision capacity) per boundary (capacity 0 = unlimited); depths [..., K-1]."""
+    depths = np.asarray(depths, dtype=np.int64)
+    cap = np.asarray(capacity if capacity is not None else 0, dtype=np.int64)
+    if not np.any(cap):
+        return depths
+    cap = np.broadcast_to(cap, depths.shape[-1:]) if depths.ndim else cap
+    return np.where(cap > 0, np.minimum(depths, cap), depths)
 
 
 def sticky_exits(rng: np.random.Generator, cum: np.ndarray, burst: np.ndarray, n: int) -> np.ndarray:
@@ -78,8 +103,13 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
     lane = np.arange(lanes)
     neg = -1e18
     free = np.zeros((n_st, lanes))                     # when stage k can start its next sample
+    depths = effective_depths(depths, timing.decision_capacity)
     max_d = int(depths.max()) if n_st > 1 else 1
     ring = np.full((max(n_st - 1, 1), lanes, max_d), neg)  # removal times of the last `depth` writes
+    queues = per_boundary(timing.input_queue, n_st)
+    q_len = np.maximum(np.concatenate([[1], queues]), 1).astype(np.int64)  # per stage (stage 0: unused)
+    q_ring = np.full((n_st, lanes, int(q_len.max())), neg)  # stage k's start times of its last Q samples
+    q_count = np.zeros((n_st, lanes), dtype=np.int64)
     written = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
     last_out = np.full((max(n_st - 1, 1), lanes), neg)     # removal time of the previous sample
     d, f, rel, hi = (timing.decision_latency, timing.read_latency, timing.release_latency, timing.head_interval)
@@ -99,6 +129,10 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
                     starts[n] = start
                 if n == warmup:
                     t_warm = start.copy()
+            if k > 0 and queues[k - 1]:
+                q_slot = q_count[k] % q_len[k]
+                q_ring[k, lane, q_slot] = np.where(active, start, q_ring[k, lane, q_slot])
+                q_count[k] += active
             finish = start + ii[:, k]
             if k == n_st - 1:
                 free[k] = np.where(active, finish, free[k])
@@ -111,11 +145,16 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
             free[k] = np.where(active, np.where(writes, w, finish), free[k])
             # removal: continuing samples when stage k+1 takes them, exits when decided
             head = last_out[k] + hi
+            if queues[k]:  # the queue slot of the continuing sample Q places earlier
+                room = np.where(q_count[k + 1] >= q_len[k + 1],
+                                q_ring[k + 1, lane, q_count[k + 1] % q_len[k + 1]], neg)
+            else:
+                room = free[k + 1]
             if in_order:
-                take = np.maximum.reduce([w + d, w + f, head, free[k + 1]])
+                take = np.maximum.reduce([w + d, w + f, head, room])
                 drop = np.maximum.reduce([w + d, w + f, head])  # in the buffer first, like a take
             else:
-                take = np.maximum.reduce([w + f, head, free[k + 1]])
+                take = np.maximum.reduce([w + f, head, room])
                 drop = w
             out = np.where(goes_on, take, drop)
             ring[k, lane, slot] = np.where(writes, out, ring[k, lane, slot])

@@ -31,11 +31,16 @@ def product_uses_dsp(w_bits: int, x_bits: int, coef: dict | None = None) -> bool
     return fits and (w_bits + x_signed) >= d["min_product_bits"]
 
 
-def _storage(bits_per_unit, width_bits, units, coef: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(LUT, BRAM18) of `units` memories of bits_per_unit each (ROM or RAM)."""
+def _storage(bits_per_unit, width_bits, units, coef: dict, words=None) -> tuple[np.ndarray, np.ndarray]:
+    """(LUT, BRAM18) of `units` memories of bits_per_unit each (ROM or RAM).
+
+    With ``words`` (a sync-read ROM): yosys 0.23 puts it in block RAM only when it is both large
+    and deep (1024 x 16 went to a RAMB18, 256 x 64 and 64 x 256 of the same size to LUTs)."""
     w = coef["weights"]
     bits_per_unit = np.asarray(bits_per_unit, dtype=float)
     in_block = bits_per_unit >= w["block_min_bits"]
+    if words is not None:
+        in_block = in_block & (np.asarray(words, dtype=float) >= w.get("block_min_words", 0))
     lut = np.where(in_block, 0.0, np.ceil(bits_per_unit / w["rom_bits_per_lut"]) * units)
     bram = np.where(in_block, memory_bram18(width_bits, bits_per_unit, coef) * units, 0.0)
     return lut, bram
@@ -58,12 +63,25 @@ def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
     adder_lut = pe * (simd - 1) * sum_bits * m["lut_per_adder_bit"] * adder_share
     acc_lut = pe * geo.acc_bits * m["lut_per_acc_bit"]
     requant_lut = pe * geo.acc_bits * m["requant_lut_per_bit"] if geo.out_bits != geo.acc_bits else 0.0
-    weight_bits_per_pe = geo.mh * geo.mw * geo.w_bits / pe
-    w_lut, w_bram = _storage(weight_bits_per_pe, simd * geo.w_bits, pe, c)
+    # one ROM of (MH/PE)(MW/SIMD) words of PE*SIMD weights (cs_mvu); yosys splits it into columns
+    weight_bits = float(geo.mh * geo.mw * geo.w_bits)
+    word_bits = pe * simd * geo.w_bits
+    w_lut, w_bram = _storage(weight_bits, word_bits, 1, c, words=weight_bits / word_bits)
     ff = (m["base_ff"] + pe * geo.acc_bits * m["ff_per_acc_bit"]
           + (0.0 if on_dsp else lanes * product_bits * m["ff_per_product_bit"]))
+    # stream FIFOs the generator puts around the unit (codesign/rtl.py): 2 output beats after every
+    # MVU; a dense MVU with several output folds also gets a one-sample input FIFO (MW inputs)
+    # (cs_fifo reads asynchronously: yosys maps the input FIFO to LUTRAM)
+    in_beats = np.maximum(2.0, geo.mw / simd)            # max(2, MW/SIMD) beats of SIMD inputs
+    # (charged even at PE = MH, where the generator leaves it out: keeps "more lanes never cheaper")
+    ram_bits = np.where(geo.positions == 1, in_beats * simd * geo.x_bits, 0.0 * pe)
+    out_bits = 2.0 * pe * geo.out_bits
+    fifo_lut = out_bits * m.get("lut_per_fifo_bit", 0.0) + ram_bits * m.get("lut_per_lutram_fifo_bit", 0.0)
+    ff = ff + out_bits * m.get("ff_per_out_fifo_bit", 0.0)
+    # the MVU keeps a sample's inputs for its later output folds; one word (SIMD = MW) is a register
+    ff = ff + np.where(simd >= geo.mw, geo.mw * geo.x_bits, 0.0) * m.get("ff_per_register_input_bit", 0.0)
     return Cost(cycles=cycles, latency=cycles + m["pipeline_cycles"],
-                lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + requant_lut + w_lut,
+                lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + requant_lut + w_lut + fifo_lut,
                 ff=ff, dsp=dsp, bram18=w_bram)
 
 
@@ -137,7 +155,9 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
     tables = tables or {}
     cmp_bits = logit_bits * t["cmp_lut_per_bit"]
     lanes = np.asarray(lanes, dtype=float)
-    scan = num_classes / lanes                       # logits arrive `lanes` per cycle
+    # cs_threshold_unit is sequential: one logit per cycle plus one, whatever the input lanes
+    # (Verilator: C+1 cycles per sample, 2C+1 with the second pass of max_softmax / entropy)
+    scan = float(num_classes) + 0.0 * lanes
     lut = t["base_lut"] + 3 * cmp_bits               # top1, top2 trackers + threshold compare
     ff = t["base_ff"] + 2 * logit_bits + np.ceil(np.log2(max(num_classes, 2)))
     dsp = 0.0
@@ -148,7 +168,7 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
         sum_bits = p_bits + 1 + int(np.ceil(np.log2(num_classes)))
         # second pass over the stored logits: subtract, shift, look up, accumulate
         lut += cmp_bits + np.ceil(n_exp * (p_bits + 1) / t["exp_table_bits_per_lut"]) + sum_bits
-        ff += num_classes * logit_bits + sum_bits
+        ff += num_classes * logit_bits * t.get("ff_per_stored_logit_bit", 1.0) + sum_bits
         cycles = 2 * scan
         if policy == "entropy":
             g_bits = int(tables.get("G", 8))
@@ -161,6 +181,7 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
         ff += 8
     elif policy != "margin":
         raise ValueError(f"unknown policy {policy!r}")
+    cycles = cycles + 1.0
     return Cost(cycles=cycles, latency=cycles + t["pipeline_cycles"], lut=lut, ff=ff, dsp=dsp)
 
 

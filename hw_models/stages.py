@@ -78,12 +78,19 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
             depth = _depth(stage, k, buffer_depths)
             bits = int(feats["bits"])
             # the RTL's buffer holds `depth` samples, decided or not (docs/hw_models.md)
-            sample_bits = elements(feats) * bits + TAG_BITS
+            sample_bits = elements(feats) * bits  # the tag travels with the decision, not in the buffer
             buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits)
             sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
         sc.head_latency = head_lat
+        if last and backend == "rtl":
+            # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
+            logits = stage.get("logits") or (stage["head"][-1]["output"] if stage.get("head") else feats)
+            head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
+            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, tables)
+            sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
+            sc.head_latency += float(thr.latency)
         if last:
             merge = rtl_cost.exit_merge(len(stages), TAG_BITS + int(np.ceil(np.log2(max(n_classes, 2)))) + 4)
             sc.blocks.append(Block("exit_merge", "exit_merge", "ee", merge))
