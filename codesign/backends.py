@@ -67,6 +67,13 @@ def _do_sim(ctx: FlowContext) -> str:
             f"mean {100 * sw['mean_abs_model_error']:.1f} %, worst {100 * sw['max_abs_model_error']:.1f} %")
 
 
+def _do_synth(ctx: FlowContext) -> str:
+    from codesign.synth_run import synth_run
+
+    t = synth_run(ctx.run)["top"]
+    return f"{t['lut']} LUT, {t['ff']} FF, {t['dsp']} DSP, {t['bram']} BRAM36 (yosys)"
+
+
 def _report_inputs(ctx: FlowContext):
     names = ["train.json", "eval.json", "design.json", "dse.json", "estimate.json", "hls/csim.json",
              "rtl/verify.json", "sim/data.json", "synth.json"]
@@ -87,4 +94,6 @@ def register_backends() -> None:
     flow.register(Step("sim", lambda ctx: [ctx.run / "rtl" / "verify.json", ctx.run / "dse.json"],
                        ("sim/data.json", "sim/sweep.json"),
                        _do_sim), after="rtl")
+    flow.register(Step("synth", lambda ctx: [ctx.run / "rtl" / "verify.json"], ("synth.json",), _do_synth,
+                       _no_yosys), after="sim")
     flow.register(Step("report", _report_inputs, ("report.html", "report.md"), _do_report))

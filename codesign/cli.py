@@ -329,6 +329,22 @@ def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps:
 
 @cli.command()
 @RUN
+@click.option("--family", type=click.Choice(["xc7", "xcup"]), default="xc7", help="yosys synth_xilinx family")
+def synth(run: Path, family: str) -> None:
+    """yosys synth_xilinx of RUN/rtl per stage and for the top, beside the model's figures; RUN/synth.json."""
+    from codesign.synth_run import synth_run
+
+    r = synth_run(run, family)
+    for s in r["stages"]:
+        m = s["model"]
+        click.echo(f"stage {s.get('index', r['stages'].index(s))}: {s['lut']} LUT / {s['ff']} FF / {s['dsp']} DSP / "
+                   f"{s['bram']} BRAM36 (model {m['lut']:.0f} / {m['ff']:.0f} / {m['dsp']:.0f} / {m['bram']:g})")
+    t = r["top"]
+    click.echo(f"top {t['module']}: {t['lut']} LUT, {t['ff']} FF, {t['dsp']} DSP, {t['bram']} BRAM36; -> {run / 'synth.json'}")
+
+
+@cli.command()
+@RUN
 def report(run: Path) -> None:
     """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
     from codesign.report import write_report
