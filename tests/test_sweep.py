@@ -1,0 +1,223 @@
+"""`codesign sweep`: axes expand and validate, points run as Ray tasks, survive a killed worker, rerun does nothing."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codesign.errors import UserError
+from codesign.sweep import load_sweep
+from tests.conftest import write_config
+from tests.test_config import CLI, run_cli
+
+TINY = {
+    "name": "tiny", "seed": 0, "data": {"dataset": "synthetic"},
+    "model": {"backbone": [{"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "relu"},
+                           {"type": "linear", "out_features": 16}, {"type": "relu"}],
+              "exits": [{"after": 2}]},
+    "train": {"epochs": 2},
+}
+
+
+def write_sweep(tmp: Path, axes: dict, **extra) -> Path:
+    write_config(tmp, TINY, "base.yaml")
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "axes": axes, "steps": "train..export", **extra}))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local two-core Ray cluster for the module: starting Ray costs seconds."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+# --- expansion and bad input (no Ray needed) --------------------------------------------------
+
+
+def test_grid_range_and_random_expansion(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, {"model.exits[0].after": [2, 4], "quant.weight_bits": {"start": 2, "stop": 8, "step": 3}}), tmp_path / "out")
+    assert [p.axes for p in sweep.points] == [
+        {"model.exits[0].after": a, "quant.weight_bits": b} for a in (2, 4) for b in (2, 5, 8)]
+    assert sweep.points[0].config["model"]["exits"][0]["after"] == 2 and sweep.points[4].config["quant"]["weight_bits"] == 5
+    assert len({p.key for p in sweep.points}) == 6 and sweep.points[0].steps == ("train", "calibrate", "evaluate", "export")
+    again = load_sweep(tmp_path / "sweep.yaml", tmp_path / "out")
+    assert [p.key for p in again.points] == [p.key for p in sweep.points]  # keys are stable across reruns
+    rnd = write_sweep(tmp_path, {"train.lr": {"start": 0.01, "stop": 0.1, "step": 0.01}, "seed": [0, 1, 2]},
+                      sample="random", samples=5, seed=7)
+    a, b = load_sweep(rnd, tmp_path / "o"), load_sweep(rnd, tmp_path / "o")
+    assert len(a.points) == 5 and [p.axes for p in a.points] == [p.axes for p in b.points]
+    assert all(0.01 <= p.axes["train.lr"] <= 0.1 for p in a.points)
+
+
+BAD = {
+    "unknown axis key": ({"train.epoch": [1, 2]}, "train.epoch"),
+    "index past the exits": ({"model.exits[3].after": [2]}, "model.exits[3]"),
+    "empty axis": ({"quant.weight_bits": []}, "empty"),
+    "empty range": ({"quant.weight_bits": {"start": 6, "stop": 2}}, "empty"),
+    "invalid value": ({"model.exits[0].after": [2, 4], "quant.weight_bits": [4, 12]}, "sweep point 1 (quant.weight_bits=12)"),
+    "exit on an accumulator": ({"model.exits[0].after": [2, 3]}, "sweep point 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_sweep_is_one_line_and_writes_nothing(tmp_path, case):
+    axes, needle = BAD[case]
+    res = run_cli("sweep", str(write_sweep(tmp_path, axes)), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_cluster(tmp_path):
+    pytest.importorskip("ray")
+    port = _free_port()  # nobody listens on it
+    res = run_cli("sweep", str(write_sweep(tmp_path, {"seed": [0]})), "--out", str(tmp_path / "out"),
+                  "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert res.returncode == 2 and "cannot reach the Ray cluster" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_without_ray_says_how_to_install(tmp_path):
+    sweep = write_sweep(tmp_path, {"seed": [0]})
+    code = ("import sys; sys.modules['ray'] = None; from codesign.cli import main; "
+            f"sys.argv = ['codesign', 'sweep', {str(sweep)!r}, '--out', {str(tmp_path / 'out')!r}]; main()")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "pip install '.[cluster]'" in res.stderr and "ray[default]" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- on a local Ray cluster -------------------------------------------------------------------
+
+
+def _kill_first_worker(points: Path, killed: dict, stop: threading.Event) -> None:
+    """SIGKILL the worker of the first point that starts (its pid is in attempts.json), once."""
+    while not stop.is_set():
+        for f in points.glob("*/attempts.json"):
+            try:
+                info = json.loads(f.read_text())
+            except ValueError:
+                continue
+            os.kill(info["pid"], signal.SIGKILL)
+            killed["key"] = f.parent.name
+            return
+        time.sleep(0.02)
+
+
+def test_killed_worker_is_retried_and_rerun_does_nothing(tmp_path, ray_cluster):
+    from codesign.sweep import run_sweep, sweep_command
+
+    sweep, out = write_sweep(tmp_path, {"seed": {"start": 0, "stop": 2}}, retries=2), tmp_path / "out"
+    killed, stop = {}, threading.Event()
+    killer = threading.Thread(target=_kill_first_worker, args=(out / "points", killed, stop), daemon=True)
+    killer.start()
+    try:
+        summary = run_sweep(sweep, out)
+    finally:
+        stop.set()
+    assert summary["done"] == 3 and summary["failed"] == 0 and killed
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["done"] * 3
+    by_key = {r["key"]: r for r in rows}
+    assert by_key[killed["key"]]["attempts"] >= 2
+    assert all(r["attempts"] == 1 for k, r in by_key.items() if k != killed["key"])
+    assert all(r["accuracy"] is not None and len(r["exit_fractions"]) == 2 for r in rows)
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["point", "key", "seed"] and {"status", "attempts", "accuracy", "lut", "error"} <= set(header)
+    assert (out / "pareto.png").stat().st_size > 1000
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "points").rglob("*") if p.is_file()}
+    again = sweep_command(sweep, out, None, None)
+    assert again["ran"] == 0 and "all 3 points already done" in again["message"]
+    assert {p: p.stat().st_mtime_ns for p in (out / "points").rglob("*") if p.is_file()} == mtimes
+
+
+def test_failing_step_is_retried_and_recorded(tmp_path, ray_cluster):
+    from codesign.sweep import run_sweep
+
+    sweep = write_sweep(tmp_path, {"policy.accuracy_delta": [-50.0]}, steps="train..calibrate", retries=1)
+    summary = run_sweep(sweep, tmp_path / "out")
+    assert summary["failed"] == 1
+    row = json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]
+    assert row["status"] == "failed" and row["attempts"] == 2 and row["error_step"] == "calibrate"
+    assert "best reachable" in row["error"] and not (Path(row["run"]) / "done.json").exists()
+    assert "calibrate" in (tmp_path / "out" / "results.csv").read_text()
+
+
+def test_interrupt_cancels_and_rerun_resumes(tmp_path, ray_cluster):
+    from codesign.sweep import run_sweep
+
+    sweep, out = write_sweep(tmp_path, {"seed": [0, 1]}, steps="train..calibrate"), tmp_path / "out"
+
+    def interrupt_on_second_start(kind: str, row: dict) -> None:
+        if kind == "started" and row["index"] == 1:
+            raise KeyboardInterrupt  # what Ctrl-C does while the second point is in flight
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, out, max_parallel=1, on_event=interrupt_on_second_start)
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["done", "cancelled"]
+    summary = run_sweep(sweep, out)
+    assert summary == {**summary, "ran": 1, "skipped": 1, "done": 2}
+
+
+def test_join_an_existing_cluster(tmp_path):
+    """`ray start --head` elsewhere, `codesign sweep --address` joins it; the head is ours to stop (by pid)."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    ray_cli = Path(sys.executable).with_name("ray")
+    # its own short temp dir (socket paths are length-limited): the default /tmp/ray would keep a stale
+    # ray_current_cluster that a later ray.init() elsewhere on this machine tries to join
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # the test is about joining, not Ray's token set-up
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        sweep = write_sweep(tmp_path, {"seed": [0]}, steps="train..calibrate", shared_dir=str(tmp_path / "shared"))
+        res = subprocess.run([*CLI, "sweep", str(sweep), "--out", str(tmp_path / "out"), "--address",
+                              f"127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "1 of 1 points done" in res.stdout
+        rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+        assert rows[0]["run"].startswith(str(tmp_path / "shared")) and (Path(rows[0]["run"]) / "done.json").is_file()
+    finally:
+        head.terminate()  # `ray start --block` stops the processes it started on SIGTERM
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_load_sweep_rejects_random_without_samples(tmp_path):
+    with pytest.raises(UserError, match="samples"):
+        load_sweep(write_sweep(tmp_path, {"seed": [0, 1]}, sample="random"), tmp_path / "out")
