@@ -7,9 +7,7 @@ Heavy imports (torch, brevitas, hls4ml) happen inside the commands so that
 """
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -34,14 +32,13 @@ DEVICE_FILE = click.option("--device-file", type=click.Path(path_type=Path), mul
                            help="YAML file adding parts (format of hw_models/devices.yaml)")
 
 
-def _fresh_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool) -> None:
+    """An existing output folder is replaced only with --force, and only if it is a run folder."""
     if not out.exists():
         return
     if not force:
         raise UserError(f"output folder {out} exists; pass --force to replace it or choose another --out")
-    if out.is_dir() and (not any(out.iterdir()) or (out / "config.yaml").is_file()):
-        shutil.rmtree(out)
-    else:
+    if not (out.is_dir() and (not any(out.iterdir()) or (out / "config.yaml").is_file())):
         raise UserError(f"{out} is not a codesign run folder; refusing to replace it even with --force")
 
 
@@ -61,17 +58,13 @@ def train(config: Path, out: Path, force: bool, quiet: bool) -> None:
     from codesign.config import load_config
 
     cfg = load_config(config)
-    _fresh_out(out, force)
+    _check_out(out, force)
     from codesign.train import train as run_training
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    from codesign.scratch import replace_dir
+
+    with replace_dir(out) as scratch:  # an old run is replaced only once the new one is complete
         result = run_training(cfg, scratch, quiet=quiet)
-        scratch.rename(out)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)
     accs = ", ".join(f"exit {e['index']}: {e['test_accuracy']:.4f}" for e in result["exits"])
     click.echo(f"trained {cfg.name} ({result['mode']}, {result['seconds']} s); test accuracy {accs}; -> {out}")
 

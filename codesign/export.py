@@ -10,8 +10,6 @@ import contextlib
 import io
 import json
 import math
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from codesign.errors import UserError
 from codesign.model import EarlyExitNet, StageModule
 from codesign.reference import run_stage
 from codesign.run import load_trained
+from codesign.scratch import replace_dir
 
 EXPORT_DIR = "export"
 
@@ -290,9 +289,8 @@ def export(run: Path) -> dict:
     run = Path(run)
     cfg, model, ds = load_trained(run)
     final_dir = run / EXPORT_DIR
-    # build in a scratch folder and move it into place: no half-written export on failure
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=run))
-    try:
+    # built in a scratch folder and moved into place: no half-written export on failure
+    with replace_dir(final_dir) as tmp:
         (tmp / "weights").mkdir()
         design = build_design(cfg, model, ds, tmp / "weights")
         h = torch.from_numpy(ds.to_float(ds.test.x[:1]))
@@ -305,12 +303,6 @@ def export(run: Path) -> dict:
             raise UserError(f"export verification failed ({report['mismatches']} reference mismatches, QONNX max abs "
                             f"diff {report['qonnx_max_abs_diff']}); the model breaks the bit-exact conventions")
         (tmp / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        tmp.rename(final_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     design._root = run
     merge_policy(design, run)
     ir.save_design(design, run)

@@ -38,6 +38,7 @@ import yaml
 from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
+from codesign.scratch import replace_dir
 
 HLS_DIR = "hls"
 TOP_DIR = "top"
@@ -604,19 +605,11 @@ def generate(run: Path, part: str | None = None, clock_ns: float | None = None, 
     if clock <= 0:
         raise UserError(f"clock period {clock} ns is not positive; give --clock-ns > 0")
     hls_dir = Path(out) if out is not None else run / HLS_DIR
-    # build next to the destination and move into place: no half-written project on failure
-    hls_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".hls-", dir=hls_dir.parent))
-    try:
+    # built next to the destination and moved into place: no half-written project on failure
+    with replace_dir(hls_dir) as tmp:
         stages = [convert_stage(design, k, tmp / f"stage_{k}", full_part, clock, io) for k in range(design.num_exits)]
         ctx = write_top(design, tmp, stages, full_part, clock, io)
         write_tb_data(tmp / TOP_DIR, test_split(run), design)
-        if hls_dir.exists():
-            shutil.rmtree(hls_dir)
-        tmp.rename(hls_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return design, hls_dir, ctx, stages
 
 
