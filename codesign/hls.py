@@ -618,7 +618,7 @@ def hls_command(run: Path, csim: bool, part: str | None, clock_ns: float | None,
 
     Returns {"hls_dir", "top", "stages", "part", "clock_ns"} plus, with csim, "csim" (the csim.json dict).
     """
-    run = Path(run)
+    run = Path(run).resolve()  # g++ runs in other folders: a relative run path would not reach the sources
     design, hls_dir, ctx, stages = generate(run, part, clock_ns, io)
     report: dict[str, Any] = {"hls_dir": str(hls_dir), "top": ctx["top"], "stages": [s.project for s in stages],
                               "part": ctx["part"], "clock_ns": ctx["clock_ns"]}
