@@ -422,11 +422,9 @@ def write_top(design: ir.Design, hls_dir: Path, stages: list[StageProject], part
 
 def test_split(run: Path) -> np.ndarray:
     """Integer test inputs [N, *input.shape] of the run's data set."""
-    from codesign.config import load_config
-    from codesign.data import load_dataset
+    from codesign.calibrate_run import run_dataset
 
-    cfg = load_config(run / "config.yaml")
-    return load_dataset(cfg.data, cfg.seed).test.x
+    return run_dataset(run).test.x
 
 
 def write_tb_data(top_dir: Path, x: np.ndarray, design: ir.Design) -> None:

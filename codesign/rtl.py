@@ -784,11 +784,9 @@ def compare(outcome: Outcome, logits: list[np.ndarray], view: Any) -> np.ndarray
 
 def split_inputs(run: str | Path) -> np.ndarray:
     """Integer test split [N, *input.shape] of the run's data set."""
-    from codesign.config import load_config
-    from codesign.data import load_dataset
+    from codesign.calibrate_run import run_dataset
 
-    cfg = load_config(Path(run) / "config.yaml")
-    return load_dataset(cfg.data, cfg.seed).test.x
+    return run_dataset(Path(run)).test.x
 
 
 def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None = None,

@@ -29,13 +29,6 @@ def _check_prob(value: float, what: str) -> float:
     return value
 
 
-def _test_split(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    from codesign.calibrate_run import run_dataset
-
-    test = run_dataset(run).test
-    return test.x, test.y
-
-
 def predicted_throughput(design: ir.Design, exit_fractions, burst_length: float) -> float:
     """hw_models' figure for this design (its folding and buffer depths) at these exit statistics."""
     from hw_models import estimate
@@ -66,7 +59,10 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         raise UserError(f"{run}/rtl not generated; run `codesign rtl {run}` first")
     design = rtl.require_design(run)
     traffic: Traffic = parse_traffic(spec, design.num_exits)
-    test_x, test_y = _test_split(run)
+    from codesign.calibrate_run import run_dataset
+
+    test = run_dataset(run).test
+    test_x, test_y = test.x, test.y
     n = samples or len(test_x)
     x = np.resize(test_x, (n, *test_x.shape[1:]))
     logits, view = rtl.reference(design, x)
