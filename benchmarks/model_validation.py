@@ -102,7 +102,7 @@ def make_variant(base: Path, work: Path, name: str, targets: list[float], depths
             shutil.rmtree(run)
         shutil.copytree(base, run, ignore=shutil.ignore_patterns("rtl", "sim", "hls", "synth.json"))
         design = ir.load_design(run)
-        fold = fold_for_targets(json.loads(design.dump()), targets)
+        fold = fold_for_targets(design.as_dict(), targets)
         for k, stage in enumerate(design.stages):
             for layer in stage.all_layers:
                 if layer.name in fold:
@@ -132,7 +132,7 @@ def steady_and_replay(run: Path, spec: str, samples: int) -> dict:
     starts_rtl = np.asarray(res.in_cycles[0], dtype=float)[::beats][:samples]
     lo, hi = samples // 10, samples - samples // 10
     fr = [float(np.mean(forced == k)) for k in range(design.num_exits)]
-    est = estimate(json.loads(design.dump()), [design.device], fr, burst_length=1.0)
+    est = estimate(design.as_dict(), [design.device], fr, burst_length=1.0)
     bt = est["buffer_timing"]
     timing = BufferTiming(order=bt["order"], decision_latency=bt["decision_latency_cycles"],
                           input_queue=tuple(bt["input_queue_samples"]),

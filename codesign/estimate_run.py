@@ -13,10 +13,6 @@ from codesign.ir import Design, Policy, load_design, save_design
 ESTIMATE_FILE, DSE_FILE = "estimate.json", "dse.json"
 
 
-def _design_dict(design: Design) -> dict:
-    return json.loads(design.dump())
-
-
 def calibrated_exit_fractions(run: Path) -> tuple[list[float], str]:
     """Exit fractions measured on the test split (eval.json), else on validation (policy.json)."""
     ev = Path(run) / "eval.json"
@@ -40,11 +36,11 @@ def estimate_run(run: Path, devices: list[str], backend: str = "rtl", burst_leng
     run = Path(run)
     design = load_design(run)
     fractions, source = calibrated_exit_fractions(run)
-    result = estimate(_design_dict(design), devices, fractions, backend=backend, burst_length=burst_length)
+    result = estimate(design.as_dict(), devices, fractions, backend=backend, burst_length=burst_length)
     result["exit_fractions_source"] = source
     (run / ESTIMATE_FILE).write_text(json.dumps(result, indent=2) + "\n")
     (run / "estimate.md").write_text(render_markdown(result))
-    plot_throughput_vs_exit_rate(_design_dict(design), fractions, run / "estimate.png", backend=backend)
+    plot_throughput_vs_exit_rate(design.as_dict(), fractions, run / "estimate.png", backend=backend)
     return result
 
 
@@ -75,7 +71,7 @@ def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throu
     if min_accuracy is None:  # default floor: what the user calibrated for
         min_accuracy = pol["validation"]["overall_accuracy"]
     points = exit_points(run, design, kind)
-    result = run_dse(_design_dict(design), device, budget=budget, objective=objective, min_accuracy=min_accuracy,
+    result = run_dse(design.as_dict(), device, budget=budget, objective=objective, min_accuracy=min_accuracy,
                      exit_points=points, throughput_target=throughput_target, burst_length=burst_length,
                      final_accuracy=pol["validation"]["final_accuracy"], progress=progress)
     chosen = result["chosen"]
@@ -87,7 +83,7 @@ def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throu
             thresholds[k] = policies.never_threshold(kind, tables, k)
     chosen["thresholds"] = [int(t) for t in thresholds]
     result["min_accuracy"] = min_accuracy
-    new = Design.model_validate(apply_folding(_design_dict(design), chosen))
+    new = Design.model_validate(apply_folding(design.as_dict(), chosen))
     new._root = design.root
     new.device = result["device"]
     new.policy = Policy.model_validate({**design.policy.model_dump(), "thresholds": chosen["thresholds"],

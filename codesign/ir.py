@@ -164,8 +164,12 @@ class Design(_IR):
                 return layer
         raise UserError(f"design.json has no layer {name!r}")
 
+    def as_dict(self) -> dict[str, Any]:
+        """The plain JSON-shaped dict of design.json (what the numpy-only hw_models take)."""
+        return self.model_dump(mode="json", by_alias=True)
+
     def dump(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=1, sort_keys=False) + "\n"
+        return json.dumps(self.as_dict(), indent=1, sort_keys=False) + "\n"
 
 
 def save_design(design: Design, run: Path) -> Path:

@@ -33,7 +33,7 @@ def predicted_throughput(design: ir.Design, exit_fractions, burst_length: float)
     """hw_models' figure for this design (its folding and buffer depths) at these exit statistics."""
     from hw_models import estimate
 
-    est = estimate(json.loads(design.dump()), [design.device], list(exit_fractions), burst_length=burst_length)
+    est = estimate(design.as_dict(), [design.device], list(exit_fractions), burst_length=burst_length)
     return float(est["throughput_samples_per_cycle"])
 
 
