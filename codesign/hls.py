@@ -38,6 +38,7 @@ import yaml
 from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
+from codesign.jobs import build_jobs
 from codesign.scratch import replace_dir
 
 HLS_DIR = "hls"
@@ -478,7 +479,7 @@ def csim_binary(hls_dir: Path, top: str) -> Path:
     return hls_dir / TOP_DIR / "csim_build" / f"{top}_csim"
 
 
-def build_csim(hls_dir: Path, ctx: dict, stages: list[StageProject], jobs: int = 2) -> Path:
+def build_csim(hls_dir: Path, ctx: dict, stages: list[StageProject], jobs: int | None = None) -> Path:
     """Compile every stage and the top + testbench with g++ (one object each); return the binary."""
     if shutil.which(CXX) is None:
         raise UserError(f"C simulation needs a C++ compiler ({CXX}); install g++ or run without --csim")
@@ -491,7 +492,7 @@ def build_csim(hls_dir: Path, ctx: dict, stages: list[StageProject], jobs: int =
                  for s in stages]
     top, tb = top_dir / "firmware" / f"{ctx['top']}.cpp", top_dir / "tb" / f"{ctx['top']}_test.cpp"
     jobs_args += [[CXX, *CXXFLAGS, *inc, "-c", str(src), "-o", str(build / f"{src.stem}.o")] for src in (top, tb)]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs or build_jobs()) as pool:
         list(pool.map(lambda a: _compile(a, top_dir), jobs_args))
     binary = csim_binary(hls_dir, ctx["top"])
     _compile([CXX, *[a[-1] for a in jobs_args], "-o", str(binary)], top_dir)

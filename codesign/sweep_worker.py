@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from codesign import jobs
+
 DONE = "done.json"
 ATTEMPTS = "attempts.json"
 ERROR = "error.json"
@@ -104,10 +106,13 @@ def run_point(point: dict, run_dir: str, retries: int, num_cpus: float = 1.0) ->
     from codesign.backends import register_backends
     from codesign.flow import run_flow
 
-    try:  # a task owns num_cpus cores: more torch threads would fight the neighbouring tasks
+    # a task owns num_cpus cores: more torch threads or compiler processes would fight the neighbouring tasks
+    cores = max(1, int(num_cpus))
+    os.environ[jobs.ENV] = str(cores)
+    try:
         import torch
 
-        torch.set_num_threads(max(1, int(num_cpus)))
+        torch.set_num_threads(cores)
     except ImportError:
         pass
     register_backends()

@@ -221,3 +221,22 @@ def test_join_an_existing_cluster(tmp_path):
 def test_load_sweep_rejects_random_without_samples(tmp_path):
     with pytest.raises(UserError, match="samples"):
         load_sweep(write_sweep(tmp_path, {"seed": [0, 1]}, sample="random"), tmp_path / "out")
+
+
+def test_build_jobs_follow_the_task_cores(tmp_path, monkeypatch):
+    """A point compiles with as many processes as cores it declared; a plain run uses every core."""
+    from codesign import flow, jobs
+    from codesign.sweep_worker import run_point
+
+    monkeypatch.delenv(jobs.ENV, raising=False)
+    assert jobs.build_jobs() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(jobs.ENV, "3")
+    assert jobs.build_jobs() == 3
+    monkeypatch.setenv(jobs.ENV, "zero")  # not a positive number: fall back to the cores
+    assert jobs.build_jobs() == len(os.sched_getaffinity(0))
+
+    seen = []
+    monkeypatch.setattr(flow, "run_flow", lambda *a, **k: seen.append(jobs.build_jobs()))
+    point = {"index": 0, "key": "k", "axes": {}, "config": TINY, "steps": ["train"]}
+    row = run_point(point, str(tmp_path / "p"), retries=0, num_cpus=1)
+    assert row["status"] == "done" and seen == [1]
