@@ -220,6 +220,12 @@ def main(argv: list[str] | None = None) -> dict:
         res_summary[r] = summary([st["error"][r] for d in designs for st in d["stages"]])
         res_summary[r]["abs_unit_error_worst"] = max(
             [abs(st["model"][r] - st[r]) for d in designs for st in d["stages"]], default=None)
+    if len(designs) >= 2:  # the in-sample figures above use coefficients fitted to these designs
+        from hw_models.refit import cross_validate, load_samples
+
+        cv = cross_validate(load_samples([Path(d["run"]) for d in designs]))
+        res_summary["leave_one_design_out"] = cv["summary"]
+        print(f"leave one design out: {json.dumps(cv['summary'])}", flush=True)
     result = {
         "command": ".venv/bin/python benchmarks/model_validation.py",
         "throughput": {"configs": configs,

@@ -39,6 +39,7 @@ FIT = {
             ("merge", "base_lut"), ("merge", "lut_per_input_bit"), ("cond_buffer", "base_lut"),
             ("threshold", "base_lut"), ("threshold", "cmp_lut_per_bit")],
     "ff": [("mvu", "base_ff"), ("mvu", "ff_per_acc_bit"), ("mvu", "ff_per_product_bit"), ("mvu", "ff_per_out_fifo_bit"), ("mvu", "ff_per_register_input_bit"),
+           ("mvu", "ff_per_rom_word_bit"),
            ("swu", "base_ff"), ("maxpool", "ff_per_bit"), ("dwc", "ff_per_bit"), ("split", "ff_per_bit"),
            ("merge", "ff_per_bit"), ("cond_buffer", "base_ff"), ("threshold", "base_ff"),
            ("threshold", "ff_per_stored_logit_bit")],
@@ -171,6 +172,41 @@ def refit(samples: list[tuple[dict, dict]]) -> dict[str, Any]:
                         "bram": float(meas["bram"][i]), "model_bram": float(before["bram"][i])}
                        for i, rid in enumerate(ids)]}
     return {"coefficients": new, "report": report}
+
+
+def _stage_totals(design: dict, rtl: dict) -> list[dict[str, float]]:
+    """Model LUT/FF per stage of `design` with the `rtl` coefficients in place of the live ones."""
+    live = coefficients()["rtl"]
+    original = copy.deepcopy(live)
+    try:
+        live.clear()
+        live.update(copy.deepcopy(rtl))
+        return [{r: sc.total()[r] for r in ("lut", "ff")} for sc in stage_costs(design, "rtl")]
+    finally:
+        live.clear()
+        live.update(original)
+
+
+def cross_validate(samples: list[tuple[dict, dict]]) -> dict[str, Any]:
+    """Leave one design out: refit on the others, predict the left-out design's stages.
+
+    The in-sample fit answers "can the model describe these designs"; this answers "how far
+    off is it on a design it was not fitted to", the figure a user of a new design gets.
+    """
+    rows = []
+    for i, (design, synth) in enumerate(samples):
+        others = samples[:i] + samples[i + 1:]
+        fitted = refit(others)["coefficients"]
+        for k, model in enumerate(_stage_totals(design, fitted)):
+            meas = synth["stages"][k]
+            rows.append({"design": i, "stage": k, **{f"{r}": float(meas[r]) for r in ("lut", "ff")},
+                         **{f"model_{r}": model[r] for r in ("lut", "ff")},
+                         **{f"error_{r}": (model[r] - meas[r]) / meas[r] if meas[r] else None for r in ("lut", "ff")}})
+    summary = {}
+    for r in ("lut", "ff"):
+        e = np.abs([row[f"error_{r}"] for row in rows if row[f"error_{r}"] is not None])
+        summary[r] = {"n": int(e.size), "mean_abs": float(e.mean()), "worst_abs": float(e.max())}
+    return {"method": "leave one design out", "summary": summary, "stages": rows}
 
 
 def write_coefficients(fitted: dict[str, float], path: Path = COEFFICIENTS_FILE, note: str = "fitted") -> None:

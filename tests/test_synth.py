@@ -81,3 +81,19 @@ def test_synth_run_small_design(small_rtl):
     for res in ("lut", "ff", "dsp", "carry"):
         assert data["top"][res] == sum(s[res] for s in data["stages"]) + data["top"]["glue"][res]
     assert data["top"]["module"].endswith("_ee")
+
+
+@pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not installed")
+def test_refit_and_cross_validation_on_a_real_synthesis(small_rtl):
+    """The refit lowers the block error on its own data; leave-one-out runs with the refit per fold."""
+    from hw_models.refit import cross_validate, load_samples, refit
+
+    if not (small_rtl / "synth.json").is_file():
+        synth_run(small_rtl)
+    samples = load_samples([small_rtl, small_rtl])  # two folds of the same design: out-of-sample == in-sample
+    fit = refit(samples)["report"]
+    for res in ("lut", "ff"):
+        assert fit["block_error_after"][res]["mean_abs"] <= fit["block_error_before"][res]["mean_abs"] + 1e-9
+    cv = cross_validate(samples)
+    assert cv["method"] == "leave one design out" and len(cv["stages"]) == 4
+    assert cv["summary"]["lut"]["worst_abs"] < 0.15 and cv["summary"]["ff"]["worst_abs"] < 0.15
