@@ -41,11 +41,14 @@ VARIANTS = [
      ["iid:0.958", "iid:0.97", "iid:0.9", "markov:0.958,8", "markov:0.97,32"]),
     ("digits_mlp", "mlp_40_1024_d4", [40, 1024], [4], ["iid:0.958", "markov:0.958,8"]),
     ("digits_mlp", "mlp_64_256_d8", [64, 256], [8], ["iid:0.75", "iid:0.5", "markov:0.75,8", "markov:0.75,64"]),
-    # the 3x3 conv on one input channel cannot go below 576 cycles (SIMD divides the input channels)
     ("digits_cnn", "cnn_576_2304_d8", [576, 2304], [8], ["iid:0.75", "iid:0.8", "markov:0.75,16"]),
     ("digits_cnn", "cnn_576_1152_d2", [576, 1152], [2], ["iid:0.5", "markov:0.5,8"]),
     ("digits_mlp3", "mlp3_a_d8", [64, 256, 512], [8, 8], ["iid:0.75,0.15", "iid:0.6,0.2", "markov:0.75,0.15,8"]),
     ("digits_mlp3", "mlp3_b_d2_16", [128, 128, 1024], [2, 16], ["iid:0.8,0.1", "markov:0.8,0.1,16"]),
+    # stage 0 faster than the sequential threshold unit (21 cycles): the pipelined one (cs_threshold_pipe)
+    ("digits_mlp", "mlp_8_256_d64", [8, 256], [64], ["iid:0.958", "iid:0.9", "markov:0.958,8"]),
+    # the 3x3 conv on one channel with SIMD over kernel positions (cs_swu parallel window, KP = 9)
+    ("digits_cnn", "cnn_128_1152_d4", [128, 1152], [4], ["iid:0.75", "markov:0.75,16"]),
 ]
 
 
@@ -73,10 +76,11 @@ def prepare(work: Path, name: str) -> Path:
 
 def _legal(layer: dict) -> list[tuple[int, int, float]]:
     from hw_models.geometry import divisors, matrix_geometry
+    from hw_models.rtl_cost import LAYER_MODELS
 
     geo = matrix_geometry(layer)
-    return [(pe, simd, geo.positions * (geo.mh / pe) * (geo.mw / simd))
-            for pe in divisors(geo.mh) for simd in divisors(geo.simd_dim)]
+    cost = LAYER_MODELS[layer["kind"]]  # its cycles include a conv's input-read bound
+    return [(pe, simd, float(cost(layer, pe, simd).cycles)) for pe in divisors(geo.mh) for simd in geo.simds]
 
 
 def fold_for_targets(design: dict, targets: list[float]) -> dict[str, dict[str, int]]:

@@ -297,11 +297,14 @@ def rtl(run: Path, verify: bool, samples: int | None) -> None:
 @click.option("--gaps", type=float, default=0.0, help="probability the producer has no beat in a cycle")
 @click.option("--seed", type=int, default=0)
 @click.option("--sweep", default=None, help="several specs: iid:0.1..0.9[/N], markov:0.5,1..64[/N] or a;b;c")
+@click.option("--fst", is_flag=True, help="also write an FST waveform RUN/sim/<name>.fst (keep --samples small)")
 def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps: float, seed: int,
-        sweep: str | None) -> None:
+        sweep: str | None, fst: bool) -> None:
     """Cycle-accurate throughput of RUN/rtl in Verilator under an exit-rate distribution; RUN/sim/<name>.json."""
     from codesign.sim_run import run_traffic, sweep as run_sweep
 
+    if sweep and fst:
+        raise UserError("--fst writes one simulation's waveform; leave it out with --sweep")
     if sweep:
         r = run_sweep(run, sweep, samples, seed)
         for p in r["points"]:
@@ -310,12 +313,14 @@ def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps:
         click.echo(f"mean |error| {100 * r['mean_abs_model_error']:.2f} %, worst {100 * r['max_abs_model_error']:.2f} %; "
                    f"-> {run / 'sim' / 'sweep.json'}, {run / 'sim' / 'sweep.png'}")
         return
-    r = run_traffic(run, traffic, samples, backpressure, gaps, seed)
+    r = run_traffic(run, traffic, samples, backpressure, gaps, seed, fst=fst)
     sb = r["scoreboard"]
     click.echo(f"{r['samples']} samples in {r['cycles']} cycles: measured {r['throughput_samples_per_cycle']:.5g} "
                f"samples/cycle ({r['throughput_samples_per_second']:.4g}/s), predicted "
                f"{r['predicted_throughput_samples_per_cycle']:.5g}; scoreboard lost {sb['lost']}, duplicated "
                f"{sb['duplicated']}, altered {sb['altered']}")
+    if r["waveform"]:
+        click.echo(f"waveform -> {r['waveform']}")
     if sb["lost"] or sb["duplicated"] or sb["altered"] or r["deadlock"]:
         raise StepFailed(f"scoreboard failed under {traffic}: {sb}, deadlock {r['deadlock']}")
 

@@ -29,6 +29,7 @@ import numpy as np
 from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
+from hw_models.rtl_cost import threshold_pipe_latency
 
 RTL_DIR = "rtl"
 MANIFEST = "manifest.json"
@@ -173,10 +174,21 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _check_fold(layer: Any, stage: int, what: str, value: int, dim: int, dim_name: str) -> None:
-    if value < 1 or dim % value:
-        raise UserError(f"layer {layer.name} (stage {stage}): {what}={value} does not divide {dim_name}={dim}; "
-                        f"legal values: {', '.join(map(str, _divisors(dim)))}")
+def _check_fold(layer: Any, stage: int, what: str, value: int, dim: int, dim_name: str,
+                legal: Sequence[int] | None = None) -> None:
+    rule = f"does not divide {dim_name}={dim}" if legal is None else f"is not legal for {dim_name}={dim}"
+    legal = _divisors(dim) if legal is None else legal
+    if value not in legal:
+        raise UserError(f"layer {layer.name} (stage {stage}): {what}={value} {rule}; "
+                        f"legal values: {', '.join(map(str, legal))}")
+
+
+def conv_simds(layer: Any) -> tuple[int, ...]:
+    """Legal SIMD of a conv: divisors of IC, or KP*IC with KP dividing KH*KW (hw_models.geometry.legal_simds)."""
+    from hw_models.geometry import legal_simds
+
+    kh, kw = layer.kernel
+    return legal_simds(kh * kw * layer.in_channels, layer.in_channels)
 
 
 def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
@@ -217,8 +229,8 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
                chw: Sequence[int] | None = None) -> LayerUnit:
     """The library module, parameters and ROM files of one compute/pool layer.
 
-    `in_lanes`: elements per beat arriving (maxpool keeps it; dense/conv take
-    SIMD, the generator converts). `chw`: the [C, H, W] shape flattened
+    `in_lanes`: elements per beat arriving (maxpool keeps it; dense takes
+    SIMD, conv SIMD or IC when SIMD = KP*IC; the generator converts). `chw`: the [C, H, W] shape flattened
     before a dense layer (its columns are permuted to HWC stream order).
     """
     from sim.rtl import conv_weight_matrix
@@ -238,7 +250,8 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
         return LayerUnit("cs_mvu", params, simd, layer.input.bits, pe, _out_bits(layer), files, cycles)
     if kind == "conv2d":
         _check_fold(layer, stage, "pe", layer.folding.pe, layer.out_channels, "out_channels")
-        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_channels, "in_channels")
+        # a divisor of in_channels, or KP*in_channels with KP dividing kh*kw
+        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_channels, "in_channels", conv_simds(layer))
         _, ih, iw = layer.input.shape
         _, oh, ow = layer.output.shape
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
@@ -246,8 +259,11 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
         params = {"IC": layer.in_channels, "OC": layer.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
                   "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
         pe, simd = layer.folding.pe, layer.folding.simd
-        cycles = oh * ow * (layer.out_channels / pe) * (kh * kw * layer.in_channels / simd)
-        return LayerUnit("cs_conv", params, simd, layer.input.bits, pe, _out_bits(layer), files, cycles)
+        lanes = conv_in_lanes(layer.in_channels, simd)
+        # the window walk, or reading the input (IH*IW pixels) when KP positions per beat outrun it
+        cycles = max(oh * ow * (layer.out_channels / pe) * (kh * kw * layer.in_channels / simd),
+                     ih * iw * layer.in_channels / lanes)
+        return LayerUnit("cs_conv", params, lanes, layer.input.bits, pe, _out_bits(layer), files, cycles)
     if kind == "maxpool2d":
         c, ih, iw = layer.input.shape
         _, oh, ow = layer.output.shape
@@ -261,6 +277,11 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
         return LayerUnit("cs_maxpool", params, in_lanes, layer.input.bits, in_lanes, layer.input.bits, {}, cycles)
     raise UserError(f"layer {layer.name} (stage {stage}): kind {kind!r} has no RTL template; "
                     "supported: dense, conv2d, maxpool2d, flatten")
+
+
+def conv_in_lanes(in_channels: int, simd: int) -> int:
+    """Input elements per beat of a cs_conv: SIMD, or IC when SIMD = KP*IC (parallel window)."""
+    return min(simd, in_channels)
 
 
 def _out_bits(layer: Any) -> int:
@@ -281,6 +302,7 @@ class TopBuilder:
         self.layers: list[dict[str, Any]] = []
         self.exits: list[dict[str, Any]] = []
         self.modules: set[str] = set()
+        self.stage_io: list[dict[str, Any]] = []  # per stage: boundary streams the sim wrapper probes
         k = design.num_exits
         self.fxw = _clog2(k)
         self.idw = TAG_BITS + 1 + self.fxw
@@ -288,6 +310,7 @@ class TopBuilder:
         self.cnt_bits = k.bit_length() if _policy_kind(design) == "patience" else 1
         self.state_bits = self.cnt_bits + self.cls_bits
         self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
+        self._forms: list[bool] | None = None
 
     # ---- small pieces
     def _use(self, module: str) -> str:
@@ -384,9 +407,17 @@ class TopBuilder:
                 self.files[f"exit{k}_log.hex"] = hex_lines(tab["log"], tab["g"] + 1)
         params.update(CNT_BITS=self.cnt_bits, FIRST_EXIT=int(k == 0))
         out = self.net.stream(f"exit{k}_tu_out", self.cnt_bits + self.cls_bits + 1)
-        self.net.add(self._use("cs_threshold_unit"), f"u_exit{k}_tu", params,
+        # the form follows hw_models (rtl_cost.threshold_parallel via stage_costs): the pipelined
+        # unit where the sequential one would be slower than the stage's compute layers
+        if self._forms is None:  # first needed after stage 0's layers passed the generator's own checks
+            self._forms = threshold_forms(design)
+        parallel = self._forms[k]
+        module = "cs_threshold_pipe" if parallel else "cs_threshold_unit"
+        self.net.add(self._use(module), f"u_exit{k}_tu", params,
                      _clk() + _io("in", src) + [("threshold", thr)] + _io("out", out),
-                     comment=f"exit {k}: threshold unit ({kind})")
+                     comment=f"exit {k}: threshold unit ({kind}, {'pipelined' if parallel else 'sequential'})")
+        info.update(threshold_module=module,
+                    threshold_latency=threshold_pipe_latency(kind, c) if parallel else None)
         return out, info
 
     def exit_path(self, k: int, logits: Cursor, meta: Sig) -> tuple[Sig, Sig | None]:
@@ -419,7 +450,9 @@ class TopBuilder:
         net.assign(dbg.valid, f"(DEBUG != 0) && {valids[2]}")
         net.assign(dbg_ready, f"(DEBUG == 0) || {dbg.ready}")
         tu_out, info = self.threshold_unit(k, tu_in, lb)
-        id_q = self.fifo(f"exit{k}_id_q", ids, ID_FIFO_DEPTH)
+        # one id per sample inside the threshold unit: the pipelined one holds up to its latency
+        id_depth = ID_FIFO_DEPTH if info["threshold_latency"] is None else info["threshold_latency"] + 2
+        id_q = self.fifo(f"exit{k}_id_q", ids, id_depth)
         res = net.stream(f"exit{k}_res", TAG_BITS + self.cls_bits)
         ports = _clk() + _io("id", id_q) + _io("tu", tu_out)
         dec = None
@@ -444,6 +477,8 @@ class TopBuilder:
         k_exits = design.num_exits
         first = next((l for st in design.stages for l in st.all_layers if l.kind != "flatten"), None)
         in_lanes = first.folding.simd if first is not None and first.kind in ir.COMPUTE_KINDS else 1
+        if first is not None and first.kind == "conv2d":
+            in_lanes = conv_in_lanes(first.in_channels, in_lanes)
         in_bits = design.input.bits
         in_elems = int(np.prod(design.input.shape))
         if in_bits > MAX_ACT_BITS:
@@ -476,6 +511,8 @@ class TopBuilder:
         for k, stage in enumerate(design.stages):
             last = k == k_exits - 1
             meta_q = self.fifo(f"stage{k}_meta_q", meta, 8 + 2 * len(stage.all_layers))
+            io: dict[str, Any] = {"stage": k, "input": cur.sig.name}
+            self.stage_io.append(io)
             feats = self.chain(stage.layers, cur, k)
             if last:
                 head_in = feats
@@ -495,10 +532,15 @@ class TopBuilder:
             logits = self.convert(logits, design.num_classes, f"exit{k}_logits", f"exit {k} logits")
             res, dec = self.exit_path(k, logits, meta_q)
             results.append(res)
+            io["result"] = res.name
             if last:
                 break
             depth = stage.buffer_depth or 2
             beats = feats.elements // feats.lanes
+            # decisions wait here, not in the exit head: the buffer takes one only when its sample
+            # leaves, so without this FIFO a continuing head stalled the exit path after ~3 samples
+            # (docs/hw_models.md); at most depth + 1 samples (one entering) are decided and unconsumed
+            dec = self.fifo(f"exit{k}_dec_q", dec, depth + 1)
             out = net.stream(f"buffer{k}_out", feats.sig.width)
             meta = net.stream(f"buffer{k}_meta", self.meta_bits)
             net.add(self._use("cs_cond_buffer"), f"u_buffer{k}",
@@ -513,6 +555,7 @@ class TopBuilder:
                               ("dec_fire", f"{dec.valid} && {dec.ready}"), ("count", occ)])
             self.exits[-1].update(buffer_depth=depth, buffer_beats=beats, buffer_width=feats.sig.width,
                                   occupancy_port=occ, occupancy_bits=cw)
+            io.update(buffer_in=buf_in.name, buffer_out=out.name, decision=dec.name, beats=beats, depth=depth)
             cur = dataclasses.replace(feats, sig=out)
         width = TAG_BITS + self.cls_bits
         cat = lambda xs: "{" + ", ".join(reversed(xs)) + "}"  # noqa: E731 (element k = exit k)
@@ -541,6 +584,15 @@ def top_name(design: ir.Design) -> str:
     return f"{name if re.match(r'[A-Za-z]', name) else 'd_' + name}_ee"
 
 
+def threshold_forms(design: ir.Design) -> list[bool]:
+    """Per exit: True where the top uses the pipelined threshold unit (cs_threshold_pipe).
+    The choice is hw_models' (rtl_cost.threshold_parallel, applied in stage_costs), so the
+    analytical model and the generated RTL always agree on it."""
+    from hw_models.stages import stage_costs
+
+    return [sc.parallel_threshold for sc in stage_costs(design.as_dict(), "rtl")]
+
+
 def _policy_kind(design: ir.Design) -> str | None:
     return design.policy.kind if design.policy is not None else None
 
@@ -553,6 +605,45 @@ def require_design(run: Path) -> ir.Design:
     if design.num_exits >= 2:
         pol.check_thresholds(design.policy.kind, design.policy.tables, design.policy.thresholds)
     return design
+
+
+# bits of the sim wrapper's dbg_stage_<k> probe, bit 0 first (docs/rtl.md "Sim probes")
+STAGE_FLAGS = ("stall", "starved", "active", "buffer_full", "result_blocked")
+BEAT_COUNTER_BITS = 32
+
+
+def sim_probes(b: TopBuilder) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the sim wrapper observes inside the top: (stage flag assigns, buffer beat counters, probe list).
+
+    The wrapper reaches the top's internal streams by hierarchical reference
+    (`dut.<stream>_tvalid`), so the synthesizable top gains no port or logic."""
+
+    def fire(s: str) -> str:
+        return f"dut.{s}_tvalid && dut.{s}_tready"
+
+    def waits(s: str) -> str:  # a beat offered, not taken
+        return f"dut.{s}_tvalid && !dut.{s}_tready"
+
+    flags, counters, probes = [], [], []
+    for io in b.stage_io:
+        k, src = io["stage"], io["input"]
+        bits = {"stall": waits(src), "starved": f"!dut.{src}_tvalid && dut.{src}_tready", "active": fire(src),
+                "buffer_full": waits(io["buffer_in"]) if "buffer_in" in io else "1'b0",
+                "result_blocked": waits(io["result"])}
+        flags.append({"name": f"dbg_stage_{k}", "bits": [bits[f] for f in STAGE_FLAGS]})
+        probes.append({"name": f"dbg_stage_{k}", "width": len(STAGE_FLAGS), "kind": "flags", "stage": k,
+                       "bits": list(STAGE_FLAGS)})
+        if "buffer_in" not in io:
+            continue
+        occ = next(e for e in b.exits if e["index"] == k)
+        probes.append({"name": occ["occupancy_port"], "width": occ["occupancy_bits"], "kind": "level", "stage": k,
+                       "measure": "samples"})
+        name = f"dbg_buffer_beats_{k}"
+        counters.append({"name": name, "stage": k, "beats": io["beats"], "push_fire": fire(io["buffer_in"]),
+                         "pop_fire": fire(io["buffer_out"]),
+                         "drop_fire": f"{fire(io['decision'])} && dut.{io['decision']}_tdata[0]"})
+        probes.append({"name": name, "width": BEAT_COUNTER_BITS, "kind": "level", "stage": k, "measure": "beats"})
+    return flags, counters, probes
 
 
 def _library_order(modules: set[str]) -> list[str]:
@@ -588,7 +679,9 @@ def generate_rtl(run: str | Path) -> Path:
         thresholds=[p for p in net.ports if p.name.startswith("threshold_")],
         debug=[{"name": e["debug_port"], "width": e["debug_width"]} for e in b.exits],
         occupancy=[p for p in net.ports if p.name.startswith("dbg_occupancy_")])
-    texts[f"{top}_sim.v"] = env.get_template("sim_wrapper.v.j2").render(**sim_ctx)
+    flags, counters, probes = sim_probes(b)
+    texts[f"{top}_sim.v"] = env.get_template("sim_wrapper.v.j2").render(
+        **sim_ctx, stage_flags=flags, beat_counters=counters)
     sources = [f"{m}.v" for m in library + glue] + [f"{top}.v"]
     manifest = {
         "top": top,
@@ -615,6 +708,7 @@ def generate_rtl(run: str | Path) -> Path:
         "layers": b.layers,
         "exits": b.exits,
         "streams": net.streams,
+        "sim_probes": probes,
     }
     texts[MANIFEST] = json.dumps(manifest, indent=1) + "\n"
     texts.update(b.files)
@@ -653,25 +747,31 @@ def _require_verilator() -> None:
 
 def sim_ports(manifest: dict[str, Any]) -> "Any":
     """The sim wrapper's ports for sim.build: in, out, then dbg_logits_<k> streams; thresholds are statics."""
-    from sim.build import Stream, TopPorts
+    from sim.build import Probe, Stream, TopPorts
 
     port = {p["name"]: p for p in manifest["ports"]}
     in_w = sum(port[n]["width"] for n in ("s_axis_tdata", "s_axis_tuser", "s_axis_tlast"))
     outs = [Stream.axis("out", port["m_axis_tdata"]["width"])]
     outs += [Stream.axis(e["debug_port"], e["debug_width"]) for e in manifest["exits"]]
     statics = [e["threshold_port"] for e in manifest["exits"] if e.get("threshold_port")]
-    return TopPorts([Stream.axis("in", in_w)], outs, statics)
+    probes = [Probe(p["name"], p["width"], p["kind"]) for p in manifest.get("sim_probes", [])]
+    return TopPorts([Stream.axis("in", in_w)], outs, statics, probes=probes)
 
 
-def build_sim(run: str | Path, *, trace: bool = False) -> Path:
-    """Verilator executable of RUN/rtl's sim wrapper with DEBUG=1 (cached by content hash)."""
-    from sim.build import build
+def build_sim(run: str | Path, *, trace: bool | str = False) -> Path:
+    """Verilator executable of RUN/rtl's sim wrapper with DEBUG=1 (cached by content hash).
+
+    `trace`: True / "vcd" or "fst" builds a waveform-capable executable (its own cache entry)."""
+    from sim.build import FstUnavailable, build
 
     _require_verilator()
     man = load_manifest(run)
     folder = Path(run) / RTL_DIR
-    return build(man["sim_top"], [folder / s for s in man["sim_sources"]], sim_ports(man), {"DEBUG": 1},
-                 trace=trace)
+    try:
+        return build(man["sim_top"], [folder / s for s in man["sim_sources"]], sim_ports(man), {"DEBUG": 1},
+                     trace=trace)
+    except FstUnavailable as e:  # a missing system package: one line saying what to install
+        raise UserError(str(e)) from None
 
 
 def rom_files(run: str | Path) -> dict[str, str]:
@@ -791,8 +891,11 @@ def split_inputs(run: str | Path) -> np.ndarray:
 
 def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None = None,
              forced: Sequence[int | None] | None = None, expected_exits: Sequence[int] | None = None,
-             static_changes: Sequence[tuple[int, str, int]] = (), **run_kw: Any) -> tuple[Outcome, Any]:
-    """Run samples x through RUN/rtl (DEBUG build); returns (decoded outcome, raw SimResult)."""
+             static_changes: Sequence[tuple[int, str, int]] = (), trace: bool | str = False,
+             **run_kw: Any) -> tuple[Outcome, Any]:
+    """Run samples x through RUN/rtl (DEBUG build); returns (decoded outcome, raw SimResult).
+
+    `trace` ("vcd" / "fst") builds with waveforms; pass `wave=PATH` to write one."""
     from sim.run import run_stream
 
     run = Path(run)
@@ -801,7 +904,7 @@ def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None
     thr = (design.policy.thresholds if design.policy else []) if thresholds is None else list(thresholds)
     statics = {e["threshold_port"]: int(t) & ((1 << e["threshold_bits"]) - 1)
                for e, t in zip(man["exits"], thr)}
-    exe = build_sim(run)
+    exe = build_sim(run, trace=trace)
     expected = None
     if expected_exits is not None:
         reach = [int(np.sum(np.asarray(expected_exits) >= k)) for k in range(design.num_exits)]

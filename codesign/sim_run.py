@@ -47,9 +47,28 @@ def _latencies(out_cycles: np.ndarray, in_first: np.ndarray, exits: np.ndarray, 
     return rows
 
 
+def probe_report(manifest: dict[str, Any], probes: dict[str, dict], cycles: int) -> dict[str, list[dict]]:
+    """The sim JSON's `buffers` and `stages` from the testbench's probe counters (docs/rtl.md, "Traffic simulation")."""
+    buffers: dict[int, dict[str, Any]] = {}
+    stages: list[dict[str, Any]] = []
+    exits = {e["index"]: e for e in manifest["exits"]}
+    for p in manifest.get("sim_probes", []):
+        got, k = probes.get(p["name"]), p["stage"]
+        if got is None:
+            continue
+        if p["kind"] == "flags":
+            stages.append({"stage": k, **{f"{flag}_cycles": n for flag, n in zip(p["bits"], got["bits"])}})
+            continue
+        row = buffers.setdefault(k, {"boundary": k, "depth": exits[k]["buffer_depth"],
+                                     "beats_per_sample": exits[k]["buffer_beats"]})
+        row[f"max_occupancy_{p['measure']}"] = got["max"]
+        row[f"mean_occupancy_{p['measure']}"] = got["sum"] / max(cycles, 1)
+    return {"buffers": [buffers[k] for k in sorted(buffers)], "stages": sorted(stages, key=lambda r: r["stage"])}
+
+
 def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backpressure: float = 0.0,
-                gaps: float = 0.0, seed: int = 0, write: bool = True) -> dict[str, Any]:
-    """Simulate RUN/rtl under one traffic spec; writes RUN/sim/<name>.json."""
+                gaps: float = 0.0, seed: int = 0, write: bool = True, fst: bool = False) -> dict[str, Any]:
+    """Simulate RUN/rtl under one traffic spec; writes RUN/sim/<name>.json (and <name>.fst with `fst`)."""
     from codesign import rtl
 
     run = Path(run)
@@ -72,12 +91,16 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
     fractions = [float(np.mean(expected_exit == k)) for k in range(design.num_exits)]
     burst = traffic.burst_length if traffic.kind == "markov" else 1.0
     predicted = predicted_throughput(design, fractions, burst)
+    wave = run / SIM_DIR / f"{traffic.name}.fst" if fst else None
+    if wave is not None:
+        wave.parent.mkdir(exist_ok=True)
     # a deadlock ends the run: no beat moving for far longer than any sample takes
     watchdog = int(WATCHDOG_SAMPLES / max(predicted * (1 - backpressure) * (1 - gaps), 1e-9)) + 10_000
     started = time.perf_counter()
     outcome, res = rtl.simulate(run, x, forced=None if forced is None else forced.tolist(),
                                 expected_exits=expected_exit, p_valid=1.0 - gaps, p_ready=1.0 - backpressure,
-                                seed=seed + 1, max_cycles=2_000_000_000, watchdog=watchdog)
+                                seed=seed + 1, max_cycles=2_000_000_000, watchdog=watchdog,
+                                **({"trace": "fst", "wave": wave} if wave is not None else {}))
     seconds = time.perf_counter() - started
     got = outcome.exits >= 0
     lost = int((~got).sum())
@@ -101,11 +124,15 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
                    "fraction": fractions[k]} for k in range(design.num_exits)],
         "latency_cycles": _latencies(outcome.out_cycles, in_first, outcome.exits, design.num_exits),
         "scoreboard": {"lost": lost, "duplicated": int(outcome.extra), "altered": altered},
+        "probe_cycles": res.cycles,
+        **probe_report(rtl.load_manifest(run), res.probes, res.cycles),
+        "waveform": str(wave) if wave is not None else None,
         "deadlock": bool(res.timeout),
         "watchdog_cycles": watchdog,
         "wall_seconds": round(seconds, 3),
         "simulated_cycles_per_second": res.cycles / max(seconds, 1e-9),
-        "command": f"codesign sim {run} --traffic {spec} --samples {n} --backpressure {backpressure} --gaps {gaps}",
+        "command": f"codesign sim {run} --traffic {spec} --samples {n} --backpressure {backpressure} --gaps {gaps}"
+                   + (" --fst" if fst else ""),
     }
     if write:
         out = run / SIM_DIR

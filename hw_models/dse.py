@@ -29,7 +29,7 @@ from .geometry import COMPUTE_KINDS, divisors, elements, matrix_geometry
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
 from .rtl_timing import boundary_slots
-from .stages import TAG_BITS, stage_costs
+from .stages import DECISION_BITS, TAG_BITS, stage_costs
 from .system import reach_fractions, system_throughput_batch
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
@@ -57,7 +57,7 @@ class LayerOptions:
 
 def _layer_options(layer: dict, totals: np.ndarray) -> LayerOptions:
     geo = matrix_geometry(layer)
-    pairs = np.array([(p, s) for p in divisors(geo.mh) for s in divisors(geo.simd_dim)], dtype=float)
+    pairs = np.array([(p, s) for p in divisors(geo.mh) for s in geo.simds], dtype=float)
     fn = rtl_cost.LAYER_MODELS[layer["kind"]]
     c = fn(layer, pairs[:, 0], pairs[:, 1])
     res = np.stack([np.broadcast_to(np.asarray(v, dtype=float), pairs[:, 0].shape)
@@ -118,22 +118,34 @@ def _groups(design: dict, kept: tuple[int, ...]) -> list[dict]:
 
 
 def _ee_resources(design: dict, group: dict, depths: np.ndarray, last: bool) -> np.ndarray:
-    """[n_depths, 4] resources of split + threshold unit + conditional buffer (or exit merge)."""
+    """[n_depths, 4] resources of split + conditional buffer (or exit merge); the threshold unit
+    depends on the II target instead (_threshold_resources)."""
     st = group["stage"]
-    n_classes = int(design.get("num_classes", 10))
-    if last:  # exit merge + the final exit's threshold unit (margin: the argmax), as stages.py counts them
+    if last:  # exit merge, as stages.py counts it
         m = rtl_cost.exit_merge(len(design["stages"]), TAG_BITS + 8)
-        logit_bits = int((st.get("logits") or {}).get("bits", 16))
-        t = rtl_cost.threshold_unit("margin", n_classes, logit_bits, 1)
-        return np.tile([float(m.lut + t.lut), float(m.ff + t.ff), float(t.dsp), 0.0], (len(depths), 1))
+        return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
     feats = st.get("features") or st["layers"][-1]["output"]
-    pol = design.get("policy") or {}
     sp = rtl_cost.split(elements(feats), int(feats["bits"]))
-    th = rtl_cost.threshold_unit(pol.get("kind", "margin"), n_classes, int(st["logits"]["bits"]), 1, pol.get("tables"))
-    buf = rtl_cost.conditional_buffer(depths, elements(feats) * int(feats["bits"]), int(feats["bits"]))  # no tag
-    fixed = np.array([float(sp.lut + th.lut), float(sp.ff + th.ff), float(th.dsp), 0.0])
+    buf = rtl_cost.conditional_buffer(depths, elements(feats) * int(feats["bits"]), int(feats["bits"]),  # no tag
+                                      decision_bits=DECISION_BITS)
+    fixed = np.array([float(sp.lut), float(sp.ff), 0.0, 0.0])
     var = np.stack([np.broadcast_to(np.asarray(v, dtype=float), depths.shape) for v in (buf.lut, buf.ff, buf.dsp, buf.bram)], 1)
     return fixed + var
+
+
+def _threshold_resources(design: dict, group: dict, ii: np.ndarray, last: bool) -> np.ndarray:
+    """[n_targets, 4] resources of the group's threshold unit at each II target, in the form
+    rtl_cost.threshold_parallel picks (as stages.py and the generator do): the pipelined unit
+    where the sequential one would bound the stage, so the unit never sets the II."""
+    st = group["stage"]
+    n_classes = int(design.get("num_classes", 10))
+    pol = design.get("policy") or {}
+    kind = "margin" if last else pol.get("kind", "margin")  # the final exit: margin, the argmax
+    logit_bits = int((st.get("logits") or {}).get("bits", 16))
+    forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, pol.get("tables"), parallel=p)
+             for p in (False, True)]
+    seq, par = ([float(t.lut), float(t.ff), float(t.dsp), 0.0] for t in forms)
+    return np.where(rtl_cost.threshold_parallel(kind, n_classes, ii)[:, None], par, seq)
 
 
 def _subset_points(points: list[dict], kept: tuple[int, ...], n_exits: int) -> list[dict]:
@@ -296,6 +308,8 @@ def _explore_subset(design, kept, points, totals, limit, depths, burst, objectiv
     groups = _groups(design, kept)
     n_g = len(groups)
     tables = [_group_table(g["layers"] + g["head"], totals) for g in groups]
+    for i, (g, t) in enumerate(zip(groups, tables)):
+        t.res = t.res + _threshold_resources(design, g, t.ii, i == n_g - 1)
     ee = [_ee_resources(design, g, depths, i == n_g - 1) for i, g in enumerate(groups)]
     sub_points = _subset_points(points, kept, n_exits=len(design["stages"]))
     if not sub_points:
@@ -411,7 +425,7 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
         timing = buffer_timing(stages)
         tot = {r: float(sum(s.total()[r] for s in stages)) for r in RESOURCES}
         # the RTL's exit path holds only a few undecided samples: the buffer acts as min(depth, capacity)
-        caps, _ = boundary_slots(reduced_design(design, kept), folding)
+        caps, _ = boundary_slots(reduced_design(design, kept), folding, depths)
         configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr,
                         "buffer_depths": [int(v) for v in effective_depths(depths, caps)],
                         "decision_latency": timing.decision_latency})
@@ -446,7 +460,8 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     n = len(design["stages"])
     groups = _groups(design, ())
     table = _group_table(groups[0]["layers"] + groups[0]["head"], totals)
-    res = table.res + _ee_resources(design, groups[0], np.array([1]), True)[0]
+    res = (table.res + _threshold_resources(design, groups[0], table.ii, True)
+           + _ee_resources(design, groups[0], np.array([1]), True)[0])
     fits = np.all(res <= limit, axis=1)
     if not fits.any():
         need = res[np.argmin((res / totals).sum(axis=1))]

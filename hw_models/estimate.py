@@ -24,7 +24,7 @@ def _round(x: float) -> float:
 
 
 def buffer_timing(stages, decision_latency: float | None = None, order: str = "in_order",
-                  design: dict | None = None, folding: dict | None = None) -> BufferTiming:
+                  design: dict | None = None, folding: dict | None = None, depths=None) -> BufferTiming:
     """The buffer rules for a design: decision latency defaults to the slowest
     exit head + threshold unit latency (split to decision, empty pipeline).
     With ``design`` (RTL back end): the exit path's decision capacity and the
@@ -34,7 +34,7 @@ def buffer_timing(stages, decision_latency: float | None = None, order: str = "i
         decision_latency = max(heads) if heads else 0.0
     if design is None or len(stages) < 2:
         return BufferTiming(order=order, decision_latency=float(decision_latency))
-    caps, queues = boundary_slots(design, folding)
+    caps, queues = boundary_slots(design, folding, depths)
     return BufferTiming(order=order, decision_latency=float(decision_latency), input_queue=queues,
                         decision_capacity=caps)
 
@@ -46,7 +46,8 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
     """The estimate.json dict (docs/hw_models.md lists every key)."""
     parts = [get_device(d) for d in devices]
     stages = stage_costs(design, backend, folding, buffer_depths, strategy)
-    timing = buffer_timing(stages, decision_latency, buffer_order, design if backend == "rtl" else None, folding)
+    timing = buffer_timing(stages, decision_latency, buffer_order, design if backend == "rtl" else None, folding,
+                           buffer_depths)
     fractions = np.asarray(exit_fractions, dtype=float)
     q = reach_fractions(fractions)
     if len(q) != len(stages):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
+
 from codesign.errors import UserError
 
 COMPUTE_KINDS = ("dense", "conv2d")
@@ -15,12 +17,37 @@ class MatrixGeometry:
     """A compute layer seen as a matrix-vector unit applied at `positions` pixels."""
     mw: int           # matrix width: inputs per output (in_features or kh*kw*ic)
     mh: int           # matrix height: outputs (out_features or oc)
-    simd_dim: int     # what SIMD must divide (in_features or ic)
+    simd_dim: int     # inputs of one position: in_features, or ic (a conv's channels)
     positions: int    # output pixels (1 for dense)
     x_bits: int
     w_bits: int
     acc_bits: int
     out_bits: int     # activation bits, or acc_bits for logits
+
+    @property
+    def simds(self) -> tuple[int, ...]:
+        """Legal SIMD values (`legal_simds`)."""
+        return legal_simds(self.mw, self.simd_dim)
+
+    def kernel_positions(self, simd):
+        """KP: kernel positions per input beat of the MVU (1 unless SIMD > simd_dim); numpy-friendly."""
+        return np.maximum(np.asarray(simd) // self.simd_dim, 1)
+
+    def in_lanes(self, simd):
+        """Elements per beat the layer's input stream carries: SIMD, or a conv's IC when SIMD = KP*IC."""
+        return np.minimum(np.asarray(simd), self.simd_dim)
+
+
+def legal_simds(mw: int, simd_dim: int) -> tuple[int, ...]:
+    """SIMD values a compute layer takes (the one definition: DSE, RTL generator, checks).
+
+    A divisor of simd_dim (in_features; a conv's IC: channel folds of one kernel position
+    per beat), or, for a conv (mw = KH*KW*IC), KP*IC with KP dividing KH*KW: cs_swu's
+    parallel-window mode, KP kernel positions of all channels per beat, so a conv with few
+    channels is not bound to KH*KW beats per output pixel.
+    """
+    kk = mw // simd_dim
+    return tuple(sorted(set(divisors(simd_dim)) | {kp * simd_dim for kp in divisors(kk)}))
 
 
 def check_kind(layer: dict) -> str:
@@ -59,9 +86,9 @@ def folding_of(layer: dict, override: dict | None = None) -> tuple[int, int]:
     fold = (override or {}).get(layer["name"]) or layer.get("folding") or {}
     pe, simd = int(fold.get("pe", 1)), int(fold.get("simd", 1))
     geo = matrix_geometry(layer)
-    if geo.mh % pe or geo.simd_dim % simd:
-        raise UserError(f"layer {layer['name']!r}: folding pe={pe}, simd={simd} must divide "
-                        f"{geo.mh} outputs and {geo.simd_dim} inputs; pick divisors")
+    if geo.mh % pe or simd not in geo.simds:
+        raise UserError(f"layer {layer['name']!r}: folding pe={pe}, simd={simd}: pe must divide {geo.mh} outputs, "
+                        f"simd be one of {', '.join(map(str, geo.simds))}")
     return pe, simd
 
 

@@ -41,7 +41,14 @@ def _storage(bits_per_unit, width_bits, units, coef: dict, words=None) -> tuple[
     in_block = bits_per_unit >= w["block_min_bits"]
     if words is not None:
         in_block = in_block & (np.asarray(words, dtype=float) >= w.get("block_min_words", 0))
-    lut = np.where(in_block, 0.0, np.ceil(bits_per_unit / w["rom_bits_per_lut"]) * units)
+    if words is None:
+        lut_bits = np.ceil(bits_per_unit / w["rom_bits_per_lut"])
+    else:
+        # a LUT ROM is a column of LUT6s per word bit: a 32-word ROM of 512-bit words takes 512
+        # LUTs, not 32*512/64 (yosys 0.23, 64 x 128 weights at PE 2 SIMD 64: 1187 LUTs measured)
+        depth = np.asarray(words, dtype=float)
+        lut_bits = np.asarray(width_bits, dtype=float) * np.ceil(depth / w["rom_bits_per_lut"])
+    lut = np.where(in_block, 0.0, lut_bits * units)
     bram = np.where(in_block, memory_bram18(width_bits, bits_per_unit, coef) * units, 0.0)
     return lut, bram
 
@@ -78,6 +85,8 @@ def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
     out_bits = 2.0 * pe * geo.out_bits
     fifo_lut = out_bits * m.get("lut_per_fifo_bit", 0.0) + ram_bits * m.get("lut_per_lutram_fifo_bit", 0.0)
     ff = ff + out_bits * m.get("ff_per_out_fifo_bit", 0.0)
+    # cs_rom's registered read: one word of FFs when the ROM is in LUTs (a block RAM has its own)
+    ff = ff + np.where(w_bram > 0, 0.0, word_bits) * m.get("ff_per_rom_word_bit", 0.0)
     # the MVU keeps a sample's inputs for its later output folds; one word (SIMD = MW) is a register
     ff = ff + np.where(simd >= geo.mw, geo.mw * geo.x_bits, 0.0) * m.get("ff_per_register_input_bit", 0.0)
     return Cost(cycles=cycles, latency=cycles + m["pipeline_cycles"],
@@ -90,18 +99,29 @@ def dense(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
 
 
 def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
-    """Sliding-window unit feeding an MVU one kernel position at a time."""
+    """Sliding-window unit feeding an MVU SIMD columns of the (ky, kx, c) window at a time.
+
+    SIMD = KP*IC (cs_swu's parallel window): KP read lanes, each with its own copy of the
+    line buffer (yosys replicates a memory per read port), address and padding logic; the
+    input stays IC elements per beat, so a sample takes at least IH*IW cycles to read."""
     c = _rtl(coef)
     geo = matrix_geometry(layer)
     core = mvu(geo, pe, simd, c)
-    ic, _, w_in = layer["input"]["shape"]
+    ic, h_in, w_in = layer["input"]["shape"]
     kh, kw = layer["kernel"]
     pad_w = layer.get("padding", [0, 0])[1]
     line_bits = ((kh - 1) * (w_in + 2 * pad_w) + kw) * ic * geo.x_bits
     s = c["swu"]
-    lut, bram = _storage(line_bits, np.asarray(simd) * geo.x_bits, 1, c)
-    return Cost(cycles=core.cycles, latency=core.latency + s["pipeline_cycles"],
-                lut=core.lut + s["base_lut"] + lut, ff=core.ff + s["base_ff"],
+    kp = geo.kernel_positions(simd).astype(float)
+    in_lanes = geo.in_lanes(simd).astype(float)
+    lut, bram = _storage(line_bits, in_lanes * geo.x_bits, kp, c)
+    extra = kp - 1.0  # read lanes beyond the first
+    lane_bits = ic * geo.x_bits
+    lut = lut + extra * (s.get("lut_per_read_lane", 0.0) + lane_bits * s.get("lut_per_read_lane_bit", 0.0))
+    ff = extra * (s.get("ff_per_read_lane", 0.0) + lane_bits * s.get("ff_per_read_lane_bit", 0.0))
+    cycles = np.maximum(core.cycles, h_in * w_in * ic / in_lanes)
+    return Cost(cycles=cycles, latency=core.latency - core.cycles + cycles + s["pipeline_cycles"],
+                lut=core.lut + s["base_lut"] + lut, ff=core.ff + s["base_ff"] + ff,
                 dsp=core.dsp, bram18=core.bram18 + bram)
 
 
@@ -147,9 +167,33 @@ def split(n_elements: int, bits: int, lanes=1, coef: dict | None = None) -> Cost
                 lut=width * s["lut_per_bit"], ff=width * s["ff_per_bit"])
 
 
+def threshold_sequential_cycles(policy: str, num_classes: int) -> int:
+    """Cycles per sample of the sequential cs_threshold_unit (Verilator-exact): one logit per
+    cycle plus one, twice over the logits for max_softmax / entropy."""
+    return (2 if policy in ("max_softmax", "entropy") else 1) * int(num_classes) + 1
+
+
+def threshold_pipe_latency(policy: str, num_classes: int) -> int:
+    """Input handshake to result of cs_threshold_pipe: input register, clog2(C) argmax-tree levels,
+    2 (max_softmax) or 4 (entropy) softmax stages, output register (tests/test_rtl_threshold.py)."""
+    levels = max(1, int(np.ceil(np.log2(max(int(num_classes), 2)))))
+    return 2 + levels + {"max_softmax": 2, "entropy": 4}.get(policy, 0)
+
+
+def threshold_parallel(policy: str, num_classes: int, stage_ii) -> np.ndarray:
+    """THE choice of threshold-unit form (stages.py, the DSE and codesign/rtl.py all follow it):
+    the pipelined cs_threshold_pipe (II = 1, more LUT/FF, entropy: C more DSPs) exactly where the
+    sequential unit would be slower than the stage's compute layers, `stage_ii` cycles per sample;
+    elsewhere the sequential unit costs less and never bounds the stage."""
+    return np.asarray(stage_ii, dtype=float) < threshold_sequential_cycles(policy, num_classes)
+
+
 def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
-                   tables: dict | None = None, coef: dict | None = None) -> Cost:
-    """Exit-decision unit of one exit (docs/policies.md), per policy kind."""
+                   tables: dict | None = None, coef: dict | None = None, parallel: bool = False) -> Cost:
+    """Exit-decision unit of one exit (docs/policies.md), per policy kind; `parallel`: the
+    pipelined form (threshold_pipe_cost)."""
+    if parallel:
+        return threshold_pipe_cost(policy, num_classes, logit_bits, tables, coef)
     c = _rtl(coef)
     t = c["threshold"]
     tables = tables or {}
@@ -185,23 +229,52 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
     return Cost(cycles=cycles, latency=cycles + t["pipeline_cycles"], lut=lut, ff=ff, dsp=dsp)
 
 
-def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | None = None) -> Cost:
-    """FIFO of `depth` whole samples that did not exit (features + tag)."""
+def threshold_pipe_cost(policy: str, num_classes: int, logit_bits: int, tables: dict | None = None,
+                        coef: dict | None = None) -> Cost:
+    """The exit path with the pipelined cs_threshold_pipe: II = 1, latency threshold_pipe_latency.
+
+    The unit itself (coefficients `threshold_pipe`, yosys 0.23 synth_xilinx of the unit alone,
+    C = 10, 16- and 24-bit logits, every policy): an argmax tree of C - 1 nodes (per node and
+    logit bit), per-lane logic (exp look-up, entropy's log2 and product), and C + 2 DSP products
+    for entropy.  The rest of the exit path (join, split, id/meta FIFOs, exit decide) is what the
+    fitted `threshold.base_*` holds beyond the sequential unit alone (`unit_*_in_base`)."""
+    c = _rtl(coef)
+    t, q = c["threshold"], c["threshold_pipe"]
+    if policy not in q["lut_per_node_bit"]:
+        raise ValueError(f"unknown policy {policy!r}")
+    n, lb = float(num_classes), float(logit_bits)
+    glue_lut = max(t["base_lut"] - q["unit_lut_in_base"], 0.0)
+    glue_ff = max(t["base_ff"] - q["unit_ff_in_base"], 0.0)
+    lut = glue_lut + q["lut_per_node_bit"][policy] * (n - 1) * lb + q["lut_per_lane"][policy] * n
+    ff = glue_ff + q["ff_per_logit_bit"][policy] * n * lb + q["ff_per_lane"][policy] * n
+    dsp = n + 2.0 if policy == "entropy" else 0.0  # e_j L(e_j) per lane, sum_e L(sum_e), Th sum_e
+    latency = float(threshold_pipe_latency(policy, num_classes))
+    return Cost(cycles=1.0, latency=latency, lut=lut, ff=ff, dsp=dsp)
+
+
+def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | None = None,
+                       decision_bits: int = 0) -> Cost:
+    """FIFO of `depth` whole samples that did not exit (features), plus the decision FIFO of
+    `depth` decisions of `decision_bits` (tag, patience state, exited) that feeds it (LUTRAM)."""
     c = _rtl(coef)
     b = c["cond_buffer"]
     depth = np.asarray(depth, dtype=float)
     total = depth * sample_bits
     in_lutram = total <= b["lutram_max_bits"]
     lut = b["base_lut"] + np.where(in_lutram, np.ceil(total / b["lutram_bits_per_lut"]), 0.0)
+    lut = lut + np.ceil(depth * decision_bits / b["lutram_bits_per_lut"])
     bram = np.where(in_lutram, 0.0, memory_bram18(width_bits, total, c))
     ff = b["base_ff"] + 2 * np.ceil(np.log2(depth * sample_bits / width_bits + 1)) + width_bits
     return Cost(cycles=0.0, latency=float(b["read_latency"]), lut=lut, ff=ff, bram18=bram)
 
 
 def exit_merge(n_exits: int, result_bits: int, coef: dict | None = None) -> Cost:
-    """Round-robin merge of the K result streams (tag, class, exit index)."""
+    """Round-robin merge of the K result streams (tag, class, exit index).
+
+    LUTs grow with K - 1, not K: yosys 0.23 synth_xilinx of cs_exit_merge alone, 24-bit results:
+    45, 102, 147 LUTs for K = 2, 3, 4 (the arbitration folds into every data bit's mux)."""
     m = _rtl(coef)["merge"]
-    return Cost(cycles=1.0, latency=1.0, lut=m["base_lut"] + n_exits * result_bits * m["lut_per_input_bit"],
+    return Cost(cycles=1.0, latency=1.0, lut=m["base_lut"] + max(n_exits - 1, 0) * result_bits * m["lut_per_input_bit"],
                 ff=result_bits * m["ff_per_bit"])
 
 

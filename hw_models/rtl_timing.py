@@ -2,34 +2,36 @@
 
 Measured in Verilator (docs/hw_models.md, "What Verilator showed"): the
 conditional buffer consumes a sample's exit decision only when the sample
-leaves (dropped, or its last beat forwarded), and the decision path has no
-FIFO of its own, so a continuing sample that waits at the buffer's head
-stalls the exit head, then the split, then stage k, after a few samples: the
-buffer acts as one of min(depth, decision capacity) samples.  On the other
-side, stage k+1's first MVU has an input FIFO of one whole sample, so a
-continuing head leaves the buffer one sample ahead of stage k+1.
+leaves (dropped, or its last beat forwarded).  Without a FIFO on the decision
+path a continuing sample that waits at the buffer's head stalled the exit
+head, then the split, then stage k, after ~3 samples (the buffer acted as
+min(depth, 3)).  The generator now puts a decision FIFO of depth + 1 entries
+between the exit decision and the buffer, so the exit path holds more
+decisions than the buffer holds samples and the buffer acts with its full
+depth.  On the other side, stage k+1's first MVU has an input FIFO of one
+whole sample, so a continuing head leaves the buffer one sample ahead of
+stage k+1.
 """
 from __future__ import annotations
 
 from .geometry import COMPUTE_KINDS, folding_of, matrix_geometry
 
 THRESHOLD_UNIT_SAMPLES = 2  # one result waiting at the decision + the next sample being scanned
+DECISION_FIFO_SLACK = 1     # codesign/rtl.py: decision FIFO of depth + 1 (a sample may still be entering)
 
 
-def decision_capacity(stage: dict, num_classes: int, folding: dict | None = None) -> int:
+def decision_capacity(stage: dict, num_classes: int, folding: dict | None = None, depth: int | None = None) -> int:
     """Samples written past a continuing head that waits at the buffer, before stage k stalls.
 
-    Fitted to Verilator (replays of the exact exit sequences, docs/hw_models.md): 2 (the
-    threshold unit: a result waiting at the buffer + the next sample scanned) + 1 per compute
-    layer of the exit head.  Counting every FIFO slot of the head path (its input FIFO, the
-    logits width converter) over-counts: the head's FIFOs and stage k's own input FIFOs let the
-    RTL run a little ahead at the start of a stall, which the model's stage-as-one-server rule
-    already absorbs.  Designs A (II 40 | 1024, head PE 1 SIMD 16) and B (II 64 | 256, head
-    PE 5 SIMD 2): replay within 0.2 % with 3, 0.4-2.3 % fast with 4-5.
+    The decision FIFO (depth + 1) + the threshold unit (2: a result waiting + the next sample)
+    + 1 per compute layer of the exit head: always more than the buffer's `depth` (default:
+    the stage's buffer_depth), so min(depth, capacity) = depth.  Before the FIFO the capacity
+    was the last two terms alone, fitted to Verilator replays (3 for one-layer heads).
     """
     _ = num_classes
+    depth = int(depth if depth is not None else (stage.get("buffer_depth") or 2))
     head = [l for l in stage.get("head", []) if l["kind"] in COMPUTE_KINDS]
-    return THRESHOLD_UNIT_SAMPLES + len(head)
+    return depth + DECISION_FIFO_SLACK + THRESHOLD_UNIT_SAMPLES + len(head)
 
 
 def input_queue(stage: dict, folding: dict | None = None) -> int:
@@ -49,10 +51,13 @@ def input_queue(stage: dict, folding: dict | None = None) -> int:
     return int(matrix_geometry(first).mh > pe)
 
 
-def boundary_slots(design: dict, folding: dict | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(decision capacity per boundary, input queue of the stage after each boundary)."""
+def boundary_slots(design: dict, folding: dict | None = None,
+                   depths=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(decision capacity per boundary, input queue of the stage after each boundary);
+    `depths`: buffer depths per boundary overriding the stages' buffer_depth."""
     stages = design.get("stages") or []
     n_classes = int(design.get("num_classes", 10))
-    caps = tuple(decision_capacity(s, n_classes, folding) for s in stages[:-1])
+    given = list(depths) if depths is not None else [None] * max(len(stages) - 1, 0)
+    caps = tuple(decision_capacity(s, n_classes, folding, d) for s, d in zip(stages[:-1], given))
     queues = tuple(input_queue(s, folding) for s in stages[1:])
     return caps, queues

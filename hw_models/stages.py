@@ -9,9 +9,11 @@ from codesign.errors import UserError
 
 from . import hls_cost, rtl_cost
 from .cost import Cost
-from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of
+from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of, matrix_geometry
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
+DECISION_BITS = TAG_BITS + 8  # a decision beat: {patience state, force_idx, force_en, tag, exited}
+COMPUTE_OR_POOL = ("dense", "conv2d", "maxpool2d")  # the blocks whose cycles pace a stage
 BACKENDS = ("rtl", "hls")
 
 
@@ -30,6 +32,7 @@ class StageCost:
     backbone_latency: float = 0.0
     head_latency: float = 0.0          # split to decision (or to the final class)
     boundary_latency: float = 0.0      # split + conditional buffer for a continuing sample
+    parallel_threshold: bool = False   # RTL: the pipelined threshold unit (rtl_cost.threshold_parallel)
 
     @property
     def ii(self) -> float:
@@ -69,17 +72,22 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
             sc.blocks.append(Block(f"s{k}_split", "split", "ee",
                                    rtl_cost.split(elements(feats), int(feats["bits"]), lanes or 1)))
         _, head_lat = _chain(stage.get("head", []), "head", backend, folding, strategy, lanes, sc.blocks)
+        # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
+        compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.kind in COMPUTE_OR_POOL] + [1.0])
+        tu_policy = "margin" if last else policy
+        sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(tu_policy, n_classes, compute_ii))
         if not last:
             logits = stage["logits"]
             head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes, tables)
+            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes, tables,
+                                          parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             head_lat += float(thr.latency)
             depth = _depth(stage, k, buffer_depths)
             bits = int(feats["bits"])
             # the RTL's buffer holds `depth` samples, decided or not (docs/hw_models.md)
             sample_bits = elements(feats) * bits  # the tag travels with the decision, not in the buffer
-            buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits)
+            buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits, decision_bits=DECISION_BITS)
             sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
@@ -88,7 +96,8 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
             # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
             logits = stage.get("logits") or (stage["head"][-1]["output"] if stage.get("head") else feats)
             head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, tables)
+            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, tables,
+                                          parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             sc.head_latency += float(thr.latency)
         if last:
@@ -124,8 +133,11 @@ def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, st
             cost = fn(layer, rf, strategy) if kind in COMPUTE_KINDS else fn(layer)
         elif kind in COMPUTE_KINDS:
             pe, simd = folding_of(layer, folding)
-            if lanes is not None and lanes != simd:
-                dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes, simd)
+            # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window)
+            in_lanes = int(matrix_geometry(layer).in_lanes(simd))
+            if lanes is not None and lanes != in_lanes:
+                dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes,
+                                               in_lanes)
                 blocks.append(Block(f"{layer['name']}_dwc", "dwc", part, dwc))
                 latency += float(dwc.latency)
             cost = rtl_cost.LAYER_MODELS[kind](layer, pe, simd)

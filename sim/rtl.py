@@ -26,6 +26,7 @@ RTL_DEPS: dict[str, tuple[str, ...]] = {
     "cs_exit_merge": (),
     "cs_fixed_log2": (),
     "cs_threshold_unit": ("cs_fixed_log2",),
+    "cs_threshold_pipe": ("cs_fixed_log2",),
 }
 
 

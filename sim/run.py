@@ -17,6 +17,8 @@ class SimResult:
     in_cycles: list[list[int]]  # accept cycle of every input beat
     cycles: int
     timeout: bool
+    # per probe (sim.build.Probe), over all `cycles`: level -> {"max", "sum"}; flags -> {"bits": [cycles per bit]}
+    probes: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 def _write_beats(path: Path, beats: Sequence[int]) -> None:
@@ -37,6 +39,17 @@ def _read_out(path: Path) -> tuple[list[int], list[int]]:
     return beats, cycles
 
 
+def _read_probes(path: Path) -> dict[str, dict]:
+    probes: dict[str, dict] = {}
+    if not path.is_file():
+        return probes
+    for line in path.read_text().splitlines():
+        name, kind, *values = line.split()
+        nums = [int(v) for v in values]
+        probes[name] = {"max": nums[0], "sum": nums[1]} if kind == "level" else {"bits": nums}
+    return probes
+
+
 def run_stream(
     exe: Path,
     inputs: Sequence[Sequence[int]],
@@ -51,6 +64,7 @@ def run_stream(
     tail: int = 64,
     workdir: Path | None = None,
     vcd: Path | None = None,
+    wave: Path | None = None,
     static_changes: Sequence[tuple[int, str, int]] = (),
     watchdog: int = 0,
 ) -> SimResult:
@@ -65,7 +79,8 @@ def run_stream(
     `p_valid` / `p_ready`: per-cycle probability that a waiting input beat is
     offered / that an output is ready (1.0 = no gaps, no backpressure); a
     list gives one per stream.
-    `vcd`: write a waveform there (the build needs `trace=True`).
+    `wave` (or its older name `vcd`): write a waveform there; VCD from a
+    `build(..., trace=True)`, FST from `trace="fst"`.
     `static_changes`: (cycle, name, value) writes to static ports during the
     run (e.g. a threshold register changed at run time), applied at the start
     of that cycle.
@@ -83,8 +98,9 @@ def run_stream(
             (d / name).write_text(text)
         exp = ",".join(str(-1 if e is None else int(e)) for e in (expected or []))
         cmd = [str(exe), str(d), str(seed), _probs(p_valid), _probs(p_ready), str(max_cycles), str(tail), exp or "-1"]
-        if vcd is not None:
-            cmd.append(str(Path(vcd).resolve()))
+        wave = wave if wave is not None else vcd
+        if wave is not None:
+            cmd.append(str(Path(wave).resolve()))
         proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"simulation {exe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -100,4 +116,5 @@ def run_stream(
             in_cycles=in_cycles,
             cycles=int(summary["cycles"]),
             timeout=summary["timeout"] == "1",
+            probes=_read_probes(d / "probes.txt"),
         )

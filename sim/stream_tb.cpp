@@ -5,12 +5,17 @@
 // <dir>/out<j>.txt ("cycle hex").  Input valid is raised with probability
 // p_valid on each cycle a beat is waiting and held until accepted (AXI rule);
 // output ready is drawn with probability p_ready every cycle.  Input accept
-// cycles go to <dir>/acc<i>.txt, a summary to <dir>/summary.txt.
+// cycles go to <dir>/acc<i>.txt, a summary to <dir>/summary.txt.  Probes
+// (observed output ports, tb_ports.h) are sampled every cycle where the
+// handshakes are evaluated: "level" probes keep their maximum and sum, "flags"
+// probes a count of cycles per set bit; both go to <dir>/probes.txt
+// ("name level MAX SUM" / "name flags C0 C1 ..."). Counting stays in C++ so a
+// probe costs a port read per cycle.
 //
-// usage: V<top> DIR SEED P_VALID P_READY MAX_CYCLES TAIL EXPECTED0,EXPECTED1,... [VCD]
+// usage: V<top> DIR SEED P_VALID P_READY MAX_CYCLES TAIL EXPECTED0,EXPECTED1,... [WAVE]
 //   P_VALID, P_READY: one probability, or one per stream (comma separated;
-//   the last one repeats).  VCD: waveform file (builds with --trace only; FST
-//   would need the lz4 headers, absent on a plain Debian machine).
+//   the last one repeats).  WAVE: waveform file, VCD from a --trace build,
+//   FST from a --trace-fst build (needs the lz4 and zlib headers).
 //   EXPECTED_j < 0: output j's count is unknown; the run stops TAIL cycles
 //   after the last activity.  Otherwise it stops TAIL cycles after every
 //   input is consumed and every output has reached its count (the tail
@@ -24,8 +29,12 @@
 #include <string>
 #include <vector>
 #include "tb_ports.h"
-#if VM_TRACE
+#if VM_TRACE_FST
+#include "verilated_fst_c.h"
+typedef VerilatedFstC TbWave;
+#elif VM_TRACE
 #include "verilated_vcd_c.h"
+typedef VerilatedVcdC TbWave;
 #endif
 
 typedef std::vector<uint32_t> Words;
@@ -91,10 +100,10 @@ int main(int argc, char** argv) {
     ctx->commandArgs(1, argv);  // no plusargs: keep $readmemh paths parameters
     const std::unique_ptr<TbTop> top{new TbTop{ctx.get()}};
 #if VM_TRACE
-    std::unique_ptr<VerilatedVcdC> wave;
+    std::unique_ptr<TbWave> wave;
     if (argc > 8) {
         ctx->traceEverOn(true);
-        wave.reset(new VerilatedVcdC);
+        wave.reset(new TbWave);
         top->trace(wave.get(), 99);
         wave->open(argv[8]);
     }
@@ -150,6 +159,8 @@ int main(int argc, char** argv) {
     { std::ifstream wf(dir + "/watchdog.txt"); if (wf) wf >> watchdog; }
     bool timeout = false;
     std::vector<int> ready(TB_N_OUT, 0);
+    // probes: level -> max, sum; flags -> cycles per bit (64 slots per probe)
+    std::vector<uint64_t> probe_max(TB_N_PROBE, 0), probe_sum(TB_N_PROBE, 0), probe_bits(64 * TB_N_PROBE, 0);
     Words w;
     for (;; ++cycle) {
         if (cycle >= max_cycles || (watchdog > 0 && cycle - last_activity > watchdog)) { timeout = true; break; }
@@ -177,6 +188,15 @@ int main(int argc, char** argv) {
             done_at = cycle;
         if (done_at >= 0 && (any_unknown || cycle - done_at >= tail)) break;
         top->eval();  // settle combinational paths with the clock low
+        for (int p = 0; p < TB_N_PROBE; ++p) {
+            const uint64_t v = tb_probe(top.get(), p);
+            if (TB_PROBE_KIND[p]) {
+                for (uint64_t b = v; b; b &= b - 1) ++probe_bits[64 * p + __builtin_ctzll(b)];
+            } else {
+                probe_sum[p] += v;
+                if (v > probe_max[p]) probe_max[p] = v;
+            }
+        }
         for (int j = 0; j < TB_N_OUT; ++j) {
             if (!(ready[j] && tb_out_valid(top.get(), j))) continue;
             tb_out_data(top.get(), j, w);
@@ -202,6 +222,17 @@ int main(int argc, char** argv) {
     summary << "cycles " << cycle << "\ntimeout " << (timeout ? 1 : 0) << "\n";
     for (int i = 0; i < TB_N_IN; ++i) summary << "consumed" << i << ' ' << next[i] << '\n';
     for (int j = 0; j < TB_N_OUT; ++j) summary << "produced" << j << ' ' << count[j] << '\n';
+    std::ofstream probes(dir + "/probes.txt");
+    for (int p = 0; p < TB_N_PROBE; ++p) {
+        probes << TB_PROBE_NAME[p];
+        if (TB_PROBE_KIND[p]) {
+            probes << " flags";
+            for (int b = 0; b < TB_PROBE_BITS[p]; ++b) probes << ' ' << probe_bits[64 * p + b];
+        } else {
+            probes << " level " << probe_max[p] << ' ' << probe_sum[p];
+        }
+        probes << '\n';
+    }
     top->final();
 #if VM_TRACE
     if (wave) wave->close();

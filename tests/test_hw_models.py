@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from codesign.errors import UserError
 from hw_models import rtl_cost
+from hw_models.coefficients import coefficients
 from hw_models.devices import get_device, known_devices, load_device_file
 from hw_models.dse import apply_folding, plot_pareto, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
-from hw_models.geometry import divisors
+from hw_models.geometry import divisors, folding_of, matrix_geometry
 from hw_models.stages import stage_costs
 from hw_models.system import infinite_buffer_throughput, reach_fractions, system_throughput
 
@@ -95,6 +96,29 @@ def test_dense_and_conv_cycles_are_exact():
     assert float(rtl_cost.conv2d(c, 4, 2).cycles) == 6 * 6 * (16 / 4) * (3 * 3 * 8 / 2)
 
 
+def test_conv_parallel_window_folding():
+    """SIMD = KP*IC (KP | KH*KW) is legal for a conv: a 1-channel first conv is not bound to
+    OH*OW*KH*KW cycles; its input (IC per beat) bounds it at IH*IW."""
+    layer = dict(_conv("c1", 1, 6, 28, 28), kernel=[5, 5], padding=[0, 0], output=_t([6, 24, 24]))
+    geo = matrix_geometry(layer)
+    assert geo.simds == (1, 5, 25)
+    assert float(rtl_cost.conv2d(layer, 1, 1).cycles) == 24 * 24 * 6 * 25
+    assert float(rtl_cost.conv2d(layer, 6, 5).cycles) == 24 * 24 * 5
+    assert float(rtl_cost.conv2d(layer, 6, 25).cycles) == 28 * 28  # input-bound
+    assert folding_of(dict(layer, folding={"pe": 6, "simd": 25})) == (6, 25)
+    with pytest.raises(UserError, match="one of 1, 5, 25"):
+        folding_of(dict(layer, folding={"pe": 6, "simd": 3}))
+    # the read lanes cost: more LUT/FF than one position per beat, same MVU-side rule otherwise
+    one, five = rtl_cost.conv2d(layer, 6, 1), rtl_cost.conv2d(layer, 6, 5)
+    assert float(five.lut) > float(one.lut) and float(five.ff) > float(one.ff)
+    # the stream feeding it stays one pixel (IC elements) per beat: no width converter from PE=1
+    design = {"name": "d", "num_classes": 10, "input": _t([1, 28, 28]), "stages": [
+        {"index": 0, "layers": [dict(layer, folding={"pe": 6, "simd": 25})], "head": [],
+         "logits": _t([6], 16, True)}]}
+    blocks = [b.kind for st_ in stage_costs(design, "rtl") for b in st_.blocks]
+    assert "dwc" not in blocks
+
+
 def test_small_products_go_to_dsp_one_per_lane():
     assert float(rtl_cost.dense(_dense("d", 64, 32), 8, 16).dsp) == 8 * 16
     wide = dict(_dense("w", 64, 32), w_bits=30)
@@ -105,19 +129,28 @@ def test_small_products_go_to_dsp_one_per_lane():
 @given(mw=st.sampled_from([8, 12, 16, 64, 96]), mh=st.sampled_from([4, 10, 16, 32]),
        conv=st.booleans(), data=st.data())
 def test_more_lanes_never_slower_nor_cheaper(mw, mh, conv, data):
-    """LUT, FF, DSP never drop.  BRAM may: a PE's weight memory that falls below
-    the block threshold moves into LUTs (and LUTs rise), as yosys would map it."""
+    """FF, DSP and the LUTs beside the weight ROM never drop.  BRAM may: a PE's weight
+    memory that falls below the block threshold moves into LUTs (and LUTs rise), as yosys
+    would map it; and the ROM's own LUTs may: a LUT ROM is a LUT6 column per word bit, so
+    96 x 8 bits take 16 LUTs where 64 x 12 bits take 12."""
     layer = _conv("c", mw, mh, 4, 4) if conv else _dense("d", mw, mh)
     fn = rtl_cost.conv2d if conv else rtl_cost.dense
-    pes, simds = divisors(mh), divisors(mw)
+    pes, simds = divisors(mh), list(matrix_geometry(layer).simds)  # conv: also KP*IC (parallel window)
     pe = data.draw(st.sampled_from(pes))
     simd = data.draw(st.sampled_from(simds))
     pe2 = data.draw(st.sampled_from([p for p in pes if p >= pe]))
     simd2 = data.draw(st.sampled_from([s for s in simds if s >= simd]))
     a, b = fn(layer, pe, simd), fn(layer, pe2, simd2)
     assert float(b.cycles) <= float(a.cycles)
-    for key in ("lut", "ff", "dsp"):
+    for key in ("ff", "dsp"):
         assert float(getattr(b, key)) >= float(getattr(a, key)) - 1e-9, key
+    assert float(b.lut) - _rom_lut(layer, pe2, simd2) >= float(a.lut) - _rom_lut(layer, pe, simd) - 1e-9
+
+
+def _rom_lut(layer: dict, pe: int, simd: int) -> float:
+    geo = matrix_geometry(layer)
+    bits, word = geo.mh * geo.mw * geo.w_bits, pe * simd * geo.w_bits
+    return float(rtl_cost._storage(bits, word, 1, coefficients()["rtl"], words=bits / word)[0])
 
 
 @settings(max_examples=40, deadline=None)

@@ -28,7 +28,15 @@ MLP_PARTLY = {"s0_l1_dense": (4, 8), "s0_head_l0_dense": (5, 16), "s1_l0_dense":
 # fully unrolled (simd = MW too) is bit-exact as well but its 64x64 MVUs take ~3 min to compile
 MLP_LEAST = {"s0_l1_dense": (64, 2), "s0_head_l0_dense": (10, 4), "s1_l0_dense": (64, 2), "s1_l1_dense": (32, 4),
              "s1_head_l0_dense": (10, 8)}
+# stage IIs below the sequential threshold unit's (16 < 2C+1 for max_softmax, 8 < C+1 for the final margin):
+# both exits get the pipelined unit (cs_threshold_pipe)
+MLP_FAST = {"s0_l1_dense": (32, 8), "s0_head_l0_dense": (10, 8), "s1_l0_dense": (64, 8), "s1_l1_dense": (32, 8),
+            "s1_head_l0_dense": (10, 8)}
 CNN_PARTLY = {"s0_l0_conv2d": (8, 1), "s1_l0_conv2d": (16, 8), "s1_l3_dense": (8, 16), "s0_head_l1_dense": (10, 8),
+              "s1_head_l0_dense": (10, 4)}
+# parallel window (SIMD = KP*IC): the 1-channel first conv takes its whole 3x3 window per beat (KP = 9),
+# the second conv (IC = 8) one window row (KP = 3); both still take IC elements per input beat
+CNN_WINDOW = {"s0_l0_conv2d": (4, 9), "s1_l0_conv2d": (8, 24), "s1_l3_dense": (8, 16), "s0_head_l1_dense": (10, 8),
               "s1_head_l0_dense": (10, 4)}
 
 
@@ -90,21 +98,35 @@ def test_full_test_split_bit_exact(name: str, request) -> None:
     assert bottleneck <= report["cycles_per_sample"] <= 1.03 * bottleneck
 
 
-@pytest.mark.parametrize("folding", ["partly", "least"])
+@pytest.mark.parametrize("folding", ["partly", "least", "fast"])
 def test_mlp_foldings_bit_exact(folding: str, mlp_run, tmp_path: Path) -> None:
-    fold = MLP_PARTLY if folding == "partly" else MLP_LEAST
+    fold = {"partly": MLP_PARTLY, "least": MLP_LEAST, "fast": MLP_FAST}[folding]
     run = calibrated(mlp_run, tmp_path / "run", fold)
     report = check_verify(run)
     pe, simd = fold["s0_l1_dense"]
-    threshold_unit = 2 * 10 + 1  # max_softmax: 2C+1 cycles per sample bound the least folded design
-    assert report["cycles_per_sample"] == pytest.approx(max(64 * 64 / (pe * simd), threshold_unit), rel=0.05)
+    # stage 0's first layer paces the design: where it is faster than the sequential threshold unit
+    # (2C+1 = 21 cycles for max_softmax) the generator puts the pipelined one there (II = 1)
+    assert report["cycles_per_sample"] == pytest.approx(64 * 64 / (pe * simd), rel=0.05)
     man = load_manifest(run)
     assert {l["name"]: (l["pe"], l["simd"]) for l in man["layers"] if l["module"] == "cs_mvu"} == fold
+    pipelined = [e["threshold_module"] == "cs_threshold_pipe" for e in man["exits"]]
+    assert pipelined == ([True, True] if folding == "fast" else [False, False])
 
 
 def test_cnn_partly_folded_bit_exact(cnn_run, tmp_path: Path) -> None:
     run = calibrated(cnn_run, tmp_path / "run", CNN_PARTLY)
     generate_rtl(run)
+    report = verify_rtl(run, samples=150)
+    assert report["samples"] == 150 and report["mismatches"] == 0, report
+
+
+def test_cnn_parallel_window_bit_exact(cnn_run, tmp_path: Path) -> None:
+    run = calibrated(cnn_run, tmp_path / "run", CNN_WINDOW)
+    generate_rtl(run)
+    man = load_manifest(run)
+    lanes = {l["name"]: (l["simd"], l["in_lanes"]) for l in man["layers"] if l["module"] == "cs_conv"}
+    assert lanes == {"s0_l0_conv2d": (9, 1), "s1_l0_conv2d": (24, 8)}
+    assert man["input"]["lanes"] == 1  # one pixel of the 1-channel image per input beat
     report = verify_rtl(run, samples=150)
     assert report["samples"] == 150 and report["mismatches"] == 0, report
 
@@ -207,8 +229,8 @@ def test_layer_cycles_match_the_analytical_model(cnn: Path, tmp_path: Path) -> N
 
     run = tmp_path / "run"
     shutil.copytree(cnn, run)
-    set_folding(run, {"s0_l0_conv2d": (2, 1), "s1_l0_conv2d": (4, 2), "s1_l3_dense": (4, 8),
-                      "s0_head_l1_dense": (2, 4)})
+    set_folding(run, {"s0_l0_conv2d": (2, 3), "s1_l0_conv2d": (4, 2), "s1_l3_dense": (4, 8),
+                      "s0_head_l1_dense": (2, 4)})  # s0_l0: parallel window, KP = 3 positions per beat
     design = ir.load_design(run)
     lanes, chw = 1, None
     for k, stage in enumerate(design.stages):

@@ -19,10 +19,13 @@ VARIANTS: list[tuple[str, dict]] = [(m, {}) for m in RTL_DEPS] + [
     ("cs_mvu", dict(HAS_ACT=0, IN_SIGNED=1, PE=8, SIMD=16, ROM_BLOCK=1)),
     ("cs_mvu", dict(SHIFT=-3, PE=1, SIMD=1)),
     ("cs_conv", dict(PH=1, PW=1, SH=2, SW=2)),
+    ("cs_conv", dict(IC=2, SIMD=6, PH=1, PW=1, SH=2, SW=2)),  # parallel window: KP = 3
+    ("cs_swu", dict(IC=1, KH=5, KW=5, SIMD=25)),               # whole window per beat
     ("cs_width_converter", dict(IN_LANES=4, OUT_LANES=2)),
     ("cs_width_converter", dict(IN_LANES=2, OUT_LANES=3)),
     ("cs_width_converter", dict(IN_LANES=3, OUT_LANES=3)),
     *[("cs_threshold_unit", dict(POLICY=p)) for p in (1, 2, 3)],
+    *[("cs_threshold_pipe", dict(POLICY=p, C=c)) for p in (1, 2, 3) for c in (3, 10)],
 ]
 
 
@@ -61,6 +64,18 @@ def test_yosys_elaborates_every_module(tmp_path: Path) -> None:
         script = f"read_verilog -sv {files}; hierarchy -check -top {top}; proc; opt -fast"
         proc = subprocess.run(["yosys", "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 0, f"{top}: {proc.stderr[-2000:]}"
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
+def test_yosys_elaborates_parallel_window(tmp_path: Path) -> None:
+    # cs_swu's KP read lanes (generate block reading the line buffer), inside cs_conv
+    for name in ("weights.hex", "bias.hex", "rom.hex"):
+        (tmp_path / name).write_text("0\n")
+    files = " ".join(str(p) for p in rtl_sources("cs_conv"))
+    script = (f"read_verilog -sv {files}; chparam -set IC 2 -set SIMD 6 -set PH 1 -set PW 1 cs_conv; "
+              "hierarchy -check -top cs_conv; proc; opt -fast")
+    proc = subprocess.run(["yosys", "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_build_cache_skips_a_repeated_build() -> None:

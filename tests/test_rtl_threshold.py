@@ -1,7 +1,9 @@
-"""cs_threshold_unit against codesign.policies (docs/policies.md) bit for bit:
-decisions, class (lowest index on ties), patience state; random logits with
-ties, all-equal rows and extreme values; several thresholds around the
-observed scores, including each policy's "never" value."""
+"""cs_threshold_unit (sequential) and cs_threshold_pipe (pipelined, II = 1)
+against codesign.policies (docs/policies.md) bit for bit: decisions, class
+(lowest index on ties), patience state; random logits with ties, all-equal
+rows and extreme values; several thresholds around the observed scores,
+including each policy's "never" value.  The first run of every case has a
+ready consumer and checks the cycles per sample (C+1 / 2C+1, or 1)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +16,7 @@ from sim.rtl import axis_ports, build_module, hex_lines, pack
 C, LB, FRAC, CNT_BITS, TB = 10, 16, 4, 4, 32
 CLS_BITS = int(np.ceil(np.log2(C)))
 POLICY_CODE = {"margin": 0, "max_softmax": 1, "entropy": 2, "patience": 3}
+UNITS = ["cs_threshold_unit", "cs_threshold_pipe"]
 
 
 def logits(rng: np.random.Generator) -> np.ndarray:
@@ -32,11 +35,16 @@ def logits(rng: np.random.Generator) -> np.ndarray:
     return z.astype(np.int64)
 
 
-def run_unit(policy: str, z: np.ndarray, thresholds: list[int], state: np.ndarray | None = None,
-             first_exit: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def cycles_per_sample(module: str, policy: str) -> int:
+    if module == "cs_threshold_pipe":
+        return 1
+    return C + 1 if policy in ("margin", "patience") else 2 * C + 1
+
+
+def unit_params(policy: str, **extra) -> tuple[dict, dict[str, str]]:
+    """Parameters and table files of a threshold unit (either form) for `policy`."""
     table = policies.make_exit_table(policy, FRAC, C, LB)
-    params = dict(C=C, LB=LB, POLICY=POLICY_CODE[policy], TB=TB, CNT_BITS=CNT_BITS, FIRST_EXIT=first_exit,
-                  EXP_FILE="exp.hex", LOG_FILE="log.hex")
+    params = dict(C=C, LB=LB, POLICY=POLICY_CODE[policy], TB=TB, CNT_BITS=CNT_BITS, **extra)
     files = {}
     if "exp" in table:
         params.update(P=table["p"], N=table["n"], S=table["s"])
@@ -44,8 +52,14 @@ def run_unit(policy: str, z: np.ndarray, thresholds: list[int], state: np.ndarra
     if "log" in table:
         params.update(M=table["m"], G=table["g"])
         files["log.hex"] = hex_lines(table["log"], table["g"] + 1)
+    return params, files
+
+
+def run_unit(policy: str, z: np.ndarray, thresholds: list[int], state: np.ndarray | None = None,
+             first_exit: int = 0, module: str = "cs_threshold_unit") -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    params, files = unit_params(policy, FIRST_EXIT=first_exit, EXP_FILE="exp.hex", LOG_FILE="log.hex")
     state_bits = CNT_BITS + CLS_BITS if policy == "patience" else 0
-    exe = build_module("cs_threshold_unit", axis_ports(C * LB + state_bits, CNT_BITS + CLS_BITS + 1, ["threshold"]),
+    exe = build_module(module, axis_ports(C * LB + state_bits, CNT_BITS + CLS_BITS + 1, ["threshold"]),
                        params)
     words = [pack(row, LB) | (0 if state is None else int(st) << (C * LB))
              for row, st in zip(z, state if state is not None else [0] * len(z))]
@@ -55,9 +69,8 @@ def run_unit(policy: str, z: np.ndarray, thresholds: list[int], state: np.ndarra
                        files=files, p_valid=1.0 if i == 0 else 0.7, p_ready=1.0 if i == 0 else 0.3, seed=i)
         got = np.array(r.outputs[0], dtype=np.int64)
         out.append((got & 1, (got >> 1) & (2**CLS_BITS - 1), got >> (1 + CLS_BITS)))
-        if i == 0:  # sequential engine: C+1 cycles (margin, patience), 2C+1 (max_softmax, entropy)
-            per = C + 1 if policy in ("margin", "patience") else 2 * C + 1
-            assert set(np.diff(r.out_cycles[0]).tolist()) == {per}
+        if i == 0:  # sequential: C+1 cycles (margin, patience), 2C+1 (max_softmax, entropy); pipe: 1
+            assert set(np.diff(r.out_cycles[0]).tolist()) == {cycles_per_sample(module, policy)}
     return out
 
 
@@ -66,8 +79,9 @@ def thresholds_around(scores: np.ndarray, extra: list[int]) -> list[int]:
     return sorted(set(qs + extra))
 
 
+@pytest.mark.parametrize("module", UNITS)
 @pytest.mark.parametrize("policy", ["margin", "max_softmax", "entropy"])
-def test_threshold_unit_matches_reference(policy: str) -> None:
+def test_threshold_unit_matches_reference(policy: str, module: str) -> None:
     rng = np.random.default_rng(POLICY_CODE[policy])
     z = logits(rng)
     table = policies.make_exit_table(policy, FRAC, C, LB)
@@ -87,15 +101,16 @@ def test_threshold_unit_matches_reference(policy: str) -> None:
         ths = thresholds_around(lhs // sum_e, [-1, 0, int(policies.threshold_range(
             "entropy", policies.make_tables("entropy", [FRAC, FRAC], C, LB), 0)[1])])
         decide = lambda t: lhs <= t * sum_e  # noqa: E731
-    results = run_unit(policy, z, ths)
+    results = run_unit(policy, z, ths, module=module)
     for th, (exit_bit, got_cls, count) in zip(ths, results):
         np.testing.assert_array_equal(got_cls, cls)
         np.testing.assert_array_equal(exit_bit.astype(bool), decide(th), err_msg=f"threshold {th}")
         assert not count.any()
 
 
+@pytest.mark.parametrize("module", UNITS)
 @pytest.mark.parametrize("first_exit", [0, 1])
-def test_patience_state_travels(first_exit: int) -> None:
+def test_patience_state_travels(first_exit: int, module: str) -> None:
     rng = np.random.default_rng(42)
     z = logits(rng)
     n = len(z)
@@ -105,7 +120,32 @@ def test_patience_state_travels(first_exit: int) -> None:
     state = (prev_cnt << CLS_BITS) | prev_cls
     count = np.ones(n, dtype=np.int64) if first_exit else np.where(cls == prev_cls, prev_cnt + 1, 1)
     ths = [1, 2, 3, 5]
-    for th, (exit_bit, got_cls, got_count) in zip(ths, run_unit("patience", z, ths, state, first_exit)):
+    for th, (exit_bit, got_cls, got_count) in zip(ths, run_unit("patience", z, ths, state, first_exit, module)):
         np.testing.assert_array_equal(got_cls, cls)
         np.testing.assert_array_equal(got_count, count)
         np.testing.assert_array_equal(exit_bit.astype(bool), count >= th)
+
+
+@pytest.mark.parametrize("policy", list(POLICY_CODE))
+def test_pipe_takes_a_sample_per_cycle(policy: str) -> None:
+    """II = 1 with a ready consumer: n samples in n + latency cycles, the latency
+    hw_models.rtl_cost.threshold_pipe_latency says; a stalled consumer loses nothing."""
+    from hw_models.rtl_cost import threshold_pipe_latency
+
+    rng = np.random.default_rng(7)
+    z = rng.integers(-300, 300, (500, C)).astype(np.int64)
+    params, files = unit_params(policy)
+    state_bits = CNT_BITS + CLS_BITS if policy == "patience" else 0
+    exe = build_module("cs_threshold_pipe", axis_ports(C * LB + state_bits, CNT_BITS + CLS_BITS + 1,
+                                                       ["threshold"]), params)
+    words = [pack(row, LB) for row in z]
+    r = run_stream(exe, [words], expected=[len(words)], statics={"threshold": 1}, files=files)
+    ins, outs = np.array(r.in_cycles[0]), np.array(r.out_cycles[0])
+    samples_per_cycle = len(words) / (ins[-1] - ins[0] + 1)
+    assert samples_per_cycle == 1.0
+    assert set((outs - ins).tolist()) == {threshold_pipe_latency(policy, C)}
+    cls = policies.top_two(z)[0]
+    stalled = run_stream(exe, [words], expected=[len(words)], statics={"threshold": 1}, files=files,
+                         p_valid=0.9, p_ready=0.2, seed=3)
+    got = np.array(stalled.outputs[0], dtype=np.int64)
+    np.testing.assert_array_equal((got >> 1) & (2**CLS_BITS - 1), cls)

@@ -8,7 +8,7 @@ import pytest
 
 from codesign.errors import UserError
 from codesign.ir import load_design, save_design
-from codesign.rtl import generate_rtl
+from codesign.rtl import generate_rtl, load_manifest
 from codesign.sim_run import run_traffic
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
@@ -53,6 +53,28 @@ def test_forced_rates_and_sim_json(rtl_run):
     lat = saved["latency_cycles"]
     assert lat[0]["min"] <= lat[0]["mean"] <= lat[0]["p99"] <= lat[0]["max"]
     assert lat[1]["mean"] > lat[0]["mean"]  # the final exit is further down the pipeline
+    _check_probes(saved, load_design(rtl_run).stages[0].buffer_depth, rtl_run)
+    # no backpressure, a 32-sample buffer: nothing downstream ever holds a stage up
+    assert all(st["result_blocked_cycles"] == 0 and st["buffer_full_cycles"] == 0 for st in saved["stages"])
+    assert saved["stages"][1]["stall_cycles"] == 0
+
+
+def _check_probes(r: dict, depth: int, run) -> None:
+    """Invariants of the sim JSON's buffer and stage counters (docs/rtl.md, "Traffic simulation")."""
+    (buf,) = r["buffers"]  # one conditional buffer between the two stages
+    assert buf["boundary"] == 0 and buf["depth"] == depth
+    cap = depth * buf["beats_per_sample"]
+    assert 0 < buf["max_occupancy_beats"] <= cap
+    assert 0 < buf["max_occupancy_samples"] <= depth + 1  # a sample counts from its first beat in to its last out
+    assert buf["mean_occupancy_beats"] <= buf["max_occupancy_beats"]
+    assert [st["stage"] for st in r["stages"]] == [0, 1]
+    for st in r["stages"]:
+        assert st["stall_cycles"] + st["starved_cycles"] + st["active_cycles"] <= r["probe_cycles"]
+    # active = input beats taken: every sample's beats into stage 0, the forwarded samples' beats into stage 1
+    man = load_manifest(run)
+    assert r["stages"][0]["active_cycles"] == r["samples"] * man["input"]["beats_per_sample"]
+    assert r["stages"][1]["active_cycles"] == r["exits"][1]["count"] * buf["beats_per_sample"]
+    assert r["stages"][1]["buffer_full_cycles"] == 0  # the last stage has no buffer
 
 
 def test_sim_cli_and_bad_input(rtl_run, tmp_path):
@@ -81,3 +103,72 @@ def test_watchdog_stops_a_stalled_run(rtl_run):
                             max_cycles=50_000_000)
     assert res.timeout and res.cycles < 100_000
     assert (outcome.exits < 0).all()  # nothing came out: a run like this reports lost samples, never passes
+
+
+@pytest.fixture(scope="module")
+def shallow_run(rtl_run, tmp_path_factory):
+    """rtl_run with a 2-sample conditional buffer: backpressure can fill it."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("shallow") / "run"
+    shutil.copytree(rtl_run, run)
+    design = load_design(run)
+    design.stages[0].buffer_depth = 2
+    save_design(design, run)
+    generate_rtl(run)
+    return run
+
+
+def test_buffer_occupancy_and_stalls(shallow_run):
+    """All samples leave at exit 0: the buffer holds only the samples awaiting their decision and stage 1
+    never runs. None leave early under 99 % backpressure: the buffer fills to its depth and the last
+    stage waits at the exit merge; at 50 % backpressure the output keeps up."""
+    all_exit = run_traffic(shallow_run, "iid:1", samples=1000, seed=1, write=False)
+    _check_probes(all_exit, 2, shallow_run)
+    assert all_exit["buffers"][0]["max_occupancy_samples"] <= 2
+    assert all_exit["buffers"][0]["max_occupancy_beats"] < 2 * all_exit["buffers"][0]["beats_per_sample"]
+    assert all_exit["stages"][1]["active_cycles"] == 0
+    assert all_exit["stages"][1]["starved_cycles"] == all_exit["probe_cycles"]
+
+    full = run_traffic(shallow_run, "iid:0", samples=1000, backpressure=0.99, seed=1, write=False)
+    _check_probes(full, 2, shallow_run)
+    buf, (s0, s1) = full["buffers"][0], full["stages"]
+    assert buf["max_occupancy_beats"] == 2 * buf["beats_per_sample"]
+    assert s0["buffer_full_cycles"] > 0.1 * full["probe_cycles"]
+    assert s1["result_blocked_cycles"] > 0.3 * full["probe_cycles"] and s1["stall_cycles"] > 0
+
+    half = run_traffic(shallow_run, "iid:0", samples=1000, backpressure=0.5, gaps=0.3, seed=1, write=False)
+    _check_probes(half, 2, shallow_run)
+    assert half["stages"][0]["stall_cycles"] > 0  # stage 0 (64 cycles a sample) is the bottleneck
+    assert half["stages"][1]["result_blocked_cycles"] < 0.01 * half["probe_cycles"]
+    assert half["stages"][1]["stall_cycles"] < 0.01 * half["probe_cycles"]
+
+
+def test_fst_waveform(rtl_run, tmp_path):
+    """`codesign sim --fst`: RUN/sim/<name>.fst, an FST file (header block first) in which the result stream
+    toggles; without the lz4/zlib headers one line says what to install."""
+    from sim.build import fst_missing
+
+    if fst_missing():
+        pytest.skip(f"FST headers missing: {fst_missing()}")
+    ok = run_cli("sim", str(rtl_run), "--traffic", "iid:0.5", "--samples", "20", "--fst", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    wave = rtl_run / "sim" / "iid_0.5.fst"
+    assert f"waveform -> {wave}" in ok.stdout
+    head = wave.read_bytes()[:9]
+    assert head[0] == 0 and int.from_bytes(head[1:9], "big") == 329  # FST_BL_HDR, fixed header length
+    assert wave.stat().st_size > 10_000
+    assert json.loads((rtl_run / "sim" / "iid_0.5.json").read_text())["waveform"] == str(wave)
+    pywellen = pytest.importorskip("pywellen")
+    signals = {v.full_name: v for v in pywellen.Waveform(str(wave)).all_vars()}
+    rises = [t for t, v in signals["TOP.out_tvalid"].tv if v == 1]
+    assert 1 <= len(rises) <= 20  # results leave one by one (back-to-back ones share a high phase)
+
+
+def test_fst_missing_headers_is_one_line(rtl_run, monkeypatch):
+    import importlib
+
+    # the module itself: the package `sim` exports a function named `build`
+    monkeypatch.setattr(importlib.import_module("sim.build"), "fst_missing", lambda: ["liblz4-dev"])
+    with pytest.raises(UserError, match=r"apt-get install liblz4-dev$"):
+        run_traffic(rtl_run, "iid:0.5", samples=10, fst=True)

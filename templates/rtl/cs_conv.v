@@ -1,6 +1,9 @@
 // conv2d layer: sliding-window unit feeding a matrix-vector unit.
 // The MVU matrix is [OC, KH*KW*IC] in (ky, kx, c) column order
 // (sim.rtl.conv_weight_matrix); output: OH*OW pixels, HWC, PE channels per beat.
+// SIMD divides IC (one kernel position per beat, IN_LANES = SIMD inputs per
+// beat) or is KP*IC with KP dividing KH*KW (KP kernel positions per beat,
+// cs_swu's parallel-window mode; the input stays IN_LANES = IC per beat).
 module cs_conv #(
     parameter integer IC = 4,
     parameter integer OC = 4,
@@ -26,11 +29,13 @@ module cs_conv #(
     parameter integer ROM_BLOCK = 0,
     parameter integer BUF_ROWS = 2 * KH + SH - 1,
     // derived: do not override
-    parameter integer OUT_BITS = (HAS_ACT != 0) ? OB : ACC_BITS
+    parameter integer OUT_BITS = (HAS_ACT != 0) ? OB : ACC_BITS,
+    parameter integer KP = (SIMD > IC) ? SIMD / IC : 1,
+    parameter integer IN_LANES = SIMD / KP
 ) (
     input wire clk,
     input wire rst,
-    input wire [SIMD*IB-1:0] in_tdata,
+    input wire [IN_LANES*IB-1:0] in_tdata,
     input wire in_tvalid,
     output wire in_tready,
     output wire [PE*OUT_BITS-1:0] out_tdata,

@@ -1,9 +1,19 @@
 // Sliding-window unit (line buffer) for conv2d / maxpool, FINN-style.
-// Input: pixels in HWC order, SIMD channels per beat (CF = IC/SIMD beats per
+// Input: pixels in HWC order, IL channels per beat (CF = IC/IL beats per
 // pixel), IH x IW pixels per sample.  Output: for every output pixel (oy, ox)
-// in raster order, the KH*KW*CF beats of its window in (ky, kx, channel
-// fold) order; positions in the zero padding give zero beats.  One output
-// beat per cycle when the consumer keeps up.
+// in raster order, its window in (ky, kx, channel) order, SIMD elements per
+// beat; positions in the zero padding give zeros.  One output beat per cycle
+// when the consumer keeps up.  Two modes, chosen by SIMD:
+// - SIMD divides IC (KP = 1): KH*KW*CF beats per window in (ky, kx, channel
+//   fold) order; IL = SIMD.
+// - SIMD = KP*IC with KP dividing KH*KW ("parallel window"): a beat holds KP
+//   kernel positions with all IC channels each, lane l of beat s being window
+//   position p = s*KP + l in (ky, kx) flatten order, so the beat is columns
+//   [s*SIMD, (s+1)*SIMD) of the MVU's (ky, kx, c) matrix; KH*KW/KP beats per
+//   window; IL = IC (the input stream stays one pixel per beat).  Each lane
+//   has its own padding check and read port on the line buffer: a layer with
+//   few channels (a 1-channel image) is no longer bound to KH*KW cycles per
+//   output pixel.
 // Buffer: BUF_ROWS input rows in a circular buffer (rows of consecutive
 // samples follow each other, so the next sample fills while this one drains).
 // The default 2*KH+SH-1 rows lets the first rows of the next sample arrive
@@ -20,18 +30,23 @@ module cs_swu #(
     parameter integer PW = 0,
     parameter integer SIMD = 4,
     parameter integer IB = 4,
-    parameter integer BUF_ROWS = 2 * KH + SH - 1
+    parameter integer BUF_ROWS = 2 * KH + SH - 1,
+    // derived: do not override (kernel positions per beat, input lanes)
+    parameter integer KP = (SIMD > IC) ? SIMD / IC : 1,
+    parameter integer IL = SIMD / KP
 ) (
     input wire clk,
     input wire rst,
-    input wire [SIMD*IB-1:0] in_tdata,
+    input wire [IL*IB-1:0] in_tdata,
     input wire in_tvalid,
     output wire in_tready,
     output wire [SIMD*IB-1:0] out_tdata,
     output wire out_tvalid,
     input wire out_tready
 );
-    localparam integer CF = IC / SIMD;
+    localparam integer CF = IC / IL;
+    localparam integer NS = KH * KW / KP;  // beats per window and channel fold
+    localparam integer SW_BITS = $clog2(NS + 1);
     localparam integer OH = (IH + 2 * PH - KH) / SH + 1;
     localparam integer OW = (IW + 2 * PW - KW) / SW + 1;
     localparam integer DEPTH = BUF_ROWS * IW * CF;
@@ -39,7 +54,10 @@ module cs_swu #(
     // signed coordinates: enough for -P .. (O-1)*S - P + K and IH/IW
     localparam integer CRD = $clog2(IH + IW + 2 * (PH + PW + KH + KW + SH + SW) + 2) + 2;
     localparam integer RW = $clog2(BUF_ROWS + 1) + 1;  // row counts (0..BUF_ROWS), one spare bit
-    localparam integer DW = SIMD * IB;
+    localparam integer DW = IL * IB;       // one buffer word: IL channels of a pixel
+    localparam integer OW_BITS = SIMD * IB;
+    localparam integer DKX = KP % KW;       // a lane's window position advances by KP per beat
+    localparam integer DKY = KP / KW;
 
     // Coordinate arithmetic below mixes 32-bit integer parameters with
     // counters sized CRD/RW/AW bits; every value fits its declared width (see
@@ -78,7 +96,8 @@ module cs_swu #(
 
     // ---- reader: walks output pixels and their windows ------------------------
     reg signed [CRD-1:0] iy0, ix0;       // window origin: oy*SH-PH, ox*SW-PW
-    reg [CRD-1:0] oy, ox, ky, kx, rcf;
+    reg [CRD-1:0] oy, ox, rcf;
+    reg [SW_BITS-1:0] st;                // beat of the window (KP positions each)
     reg signed [CRD-1:0] rbase;          // input row held in slot base_slot
     reg [RW-1:0] base_slot;
     reg waiting;                         // row finished, rows to release not yet written
@@ -94,20 +113,12 @@ module cs_swu #(
     wire pop = out_tvalid && out_tready;
     wire issue = !waiting && rows_ready && (pending < 2'd2 || pop);
 
-    wire signed [CRD-1:0] iy = iy0 + $signed(ky);
-    wire signed [CRD-1:0] ix = ix0 + $signed(kx);
-    wire in_image = (iy >= 0) && (iy < IH) && (ix >= 0) && (ix < IW);
-    wire [RW-1:0] rel = iy - rbase;
-    wire [RW:0] slot_sum = base_slot + rel;
-    wire [RW:0] slot = (slot_sum >= BUF_ROWS) ? slot_sum - BUF_ROWS : slot_sum;
-    wire [AW-1:0] raddr = (slot * IW + ix) * CF + rcf;
-
     wire last_cf = rcf == CF - 1;
-    wire last_kx = kx == KW - 1;
-    wire last_ky = ky == KH - 1;
+    wire last_st = st == NS - 1;
     wire last_ox = ox == OW - 1;
     wire last_oy = oy == OH - 1;
-    wire row_end = issue && last_cf && last_kx && last_ky && last_ox;
+    wire step = issue && last_cf;        // the lanes move to their next window positions
+    wire row_end = step && last_st && last_ox;
 
     // release rows below the next output row's window (all at the sample's end)
     wire signed [CRD-1:0] next_lo = (iy0 + SH < 0) ? 0 : iy0 + SH;
@@ -126,7 +137,7 @@ module cs_swu #(
         if (rst) begin
             iy0 <= -PH;
             ix0 <= -PW;
-            oy <= 0; ox <= 0; ky <= 0; kx <= 0; rcf <= 0;
+            oy <= 0; ox <= 0; st <= 0; rcf <= 0;
             rbase <= 0;
             base_slot <= 0;
             waiting <= 1'b0;
@@ -135,16 +146,13 @@ module cs_swu #(
             if (issue) begin
                 rcf <= last_cf ? 0 : rcf + 1'b1;
                 if (last_cf) begin
-                    kx <= last_kx ? 0 : kx + 1'b1;
-                    if (last_kx) begin
-                        ky <= last_ky ? 0 : ky + 1'b1;
-                        if (last_ky) begin
-                            ox <= last_ox ? 0 : ox + 1'b1;
-                            ix0 <= last_ox ? -PW : ix0 + SW;
-                            if (last_ox) begin
-                                oy <= last_oy ? 0 : oy + 1'b1;
-                                iy0 <= last_oy ? -PH : iy0 + SH;
-                            end
+                    st <= last_st ? 0 : st + 1'b1;
+                    if (last_st) begin
+                        ox <= last_ox ? 0 : ox + 1'b1;
+                        ix0 <= last_ox ? -PW : ix0 + SW;
+                        if (last_ox) begin
+                            oy <= last_oy ? 0 : oy + 1'b1;
+                            iy0 <= last_oy ? -PH : iy0 + SH;
                         end
                     end
                 end
@@ -160,18 +168,51 @@ module cs_swu #(
         end
     end
 
-    // ---- read pipeline: synchronous read, zero for padding, 2-beat queue -------
-    reg [DW-1:0] rd_q;
-    reg rd_valid, rd_zero;
-    always @(posedge clk) if (issue) rd_q <= mem[raddr];
+    // ---- KP read lanes: window position, padding check, synchronous read --------
+    reg rd_valid;
+    wire [OW_BITS-1:0] rd_word;  // the lanes' reads, padding zeroed
+    genvar l;
+    generate
+        for (l = 0; l < KP; l = l + 1) begin : lane
+            localparam integer KY0 = l / KW;  // position l of the window's first beat
+            localparam integer KX0 = l % KW;
+            reg [CRD-1:0] ky, kx;
+            wire [CRD-1:0] kx_sum = kx + DKX;
+            wire kx_wrap = kx_sum >= KW;
+            always @(posedge clk) begin
+                if (rst || (step && last_st)) begin
+                    ky <= KY0;
+                    kx <= KX0;
+                end else if (step) begin
+                    ky <= ky + DKY + kx_wrap;
+                    kx <= kx_wrap ? kx_sum - KW : kx_sum;
+                end
+            end
+            wire signed [CRD-1:0] iy = iy0 + $signed(ky);
+            wire signed [CRD-1:0] ix = ix0 + $signed(kx);
+            wire in_image = (iy >= 0) && (iy < IH) && (ix >= 0) && (ix < IW);
+            wire [RW-1:0] rel = iy - rbase;
+            wire [RW:0] slot_sum = base_slot + rel;
+            wire [RW:0] slot = (slot_sum >= BUF_ROWS) ? slot_sum - BUF_ROWS : slot_sum;
+            wire [AW-1:0] raddr = (slot * IW + ix) * CF + rcf;
+            reg [DW-1:0] rd_q;
+            reg rd_zero;
+            always @(posedge clk) if (issue) rd_q <= mem[raddr];
+            always @(posedge clk) begin
+                if (rst) rd_zero <= 1'b0;
+                else rd_zero <= !in_image;
+            end
+            assign rd_word[l*DW +: DW] = rd_zero ? {DW{1'b0}} : rd_q;
+        end
+    endgenerate
+
+    // ---- 2-beat output queue ---------------------------------------------------
     always @(posedge clk) begin
         if (rst) begin
             rd_valid <= 1'b0;
-            rd_zero <= 1'b0;
             pending <= 2'd0;
         end else begin
             rd_valid <= issue;
-            rd_zero <= !in_image;
             pending <= pending + issue - pop;
         end
     end
@@ -183,8 +224,8 @@ module cs_swu #(
     /* verilator lint_off UNUSEDSIGNAL */
     wire queue_ready;
     /* verilator lint_on UNUSEDSIGNAL */
-    cs_fifo #(.WIDTH(DW), .DEPTH(2)) out_queue (
+    cs_fifo #(.WIDTH(OW_BITS), .DEPTH(2)) out_queue (
         .clk(clk), .rst(rst),
-        .in_tdata(rd_zero ? {DW{1'b0}} : rd_q), .in_tvalid(rd_valid), .in_tready(queue_ready),
+        .in_tdata(rd_word), .in_tvalid(rd_valid), .in_tready(queue_ready),
         .out_tdata(out_tdata), .out_tvalid(out_tvalid), .out_tready(out_tready));
 endmodule
