@@ -32,15 +32,15 @@ from .stages import stage_costs
 # additive coefficients the fit may change, per resource
 FIT = {
     "lut": [("mvu", "base_lut"), ("mvu", "lut_per_mult_bit2"), ("mvu", "lut_per_adder_bit"),
-            ("mvu", "lut_per_acc_bit"), ("mvu", "requant_lut_per_bit"), ("mvu", "lut_per_fifo_bit"),
+            ("mvu", "lut_per_acc_bit"), ("mvu", "lut_per_input_bit"), ("mvu", "requant_lut_per_bit"), ("mvu", "lut_per_fifo_bit"),
             ("mvu", "lut_per_lutram_fifo_bit"),
-            ("swu", "base_lut"), ("maxpool", "base_lut"), ("maxpool", "lut_per_cmp_bit"),
+            ("swu", "base_lut"), ("swu", "lut_per_read_lane"), ("maxpool", "base_lut"), ("maxpool", "lut_per_cmp_bit"),
             ("dwc", "base_lut"), ("dwc", "lut_per_bit"), ("split", "lut_per_bit"),
             ("merge", "base_lut"), ("merge", "lut_per_input_bit"), ("cond_buffer", "base_lut"),
             ("threshold", "base_lut"), ("threshold", "cmp_lut_per_bit")],
     "ff": [("mvu", "base_ff"), ("mvu", "ff_per_acc_bit"), ("mvu", "ff_per_product_bit"), ("mvu", "ff_per_out_fifo_bit"), ("mvu", "ff_per_register_input_bit"),
            ("mvu", "ff_per_rom_word_bit"),
-           ("swu", "base_ff"), ("maxpool", "ff_per_bit"), ("dwc", "ff_per_bit"), ("split", "ff_per_bit"),
+           ("swu", "base_ff"), ("swu", "ff_per_read_lane"), ("maxpool", "ff_per_bit"), ("dwc", "ff_per_bit"), ("split", "ff_per_bit"),
            ("merge", "ff_per_bit"), ("cond_buffer", "base_ff"), ("threshold", "base_ff"),
            ("threshold", "ff_per_stored_logit_bit")],
 }

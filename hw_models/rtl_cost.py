@@ -47,7 +47,10 @@ def _storage(bits_per_unit, width_bits, units, coef: dict, words=None) -> tuple[
         # a LUT ROM is a column of LUT6s per word bit: a 32-word ROM of 512-bit words takes 512
         # LUTs, not 32*512/64 (yosys 0.23, 64 x 128 weights at PE 2 SIMD 64: 1187 LUTs measured)
         depth = np.asarray(words, dtype=float)
-        lut_bits = np.asarray(width_bits, dtype=float) * np.ceil(depth / w["rom_bits_per_lut"])
+        # a shallow ROM has at most 2^depth distinct bit columns and ABC shares equal ones
+        # (PE 8 x SIMD 64 weights, 8 words of 2048 bits: 826 LUTs for the whole MVU)
+        columns = np.minimum(np.asarray(width_bits, dtype=float), 2.0 ** np.minimum(depth, 30.0))
+        lut_bits = columns * np.ceil(depth / w["rom_bits_per_lut"])
     lut = np.where(in_block, 0.0, lut_bits * units)
     bram = np.where(in_block, memory_bram18(width_bits, bits_per_unit, coef) * units, 0.0)
     return lut, bram
@@ -69,6 +72,8 @@ def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
     adder_share = m["adder_lut_fraction_with_dsp"] if on_dsp else 1.0
     adder_lut = pe * (simd - 1) * sum_bits * m["lut_per_adder_bit"] * adder_share
     acc_lut = pe * geo.acc_bits * m["lut_per_acc_bit"]
+    # the input word mux (stream or stored inputs for later output folds), SIMD inputs wide
+    input_lut = simd * geo.x_bits * m.get("lut_per_input_bit", 0.0)
     requant_lut = pe * geo.acc_bits * m["requant_lut_per_bit"] if geo.out_bits != geo.acc_bits else 0.0
     # one ROM of (MH/PE)(MW/SIMD) words of PE*SIMD weights (cs_mvu); yosys splits it into columns
     weight_bits = float(geo.mh * geo.mw * geo.w_bits)
@@ -90,7 +95,7 @@ def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
     # the MVU keeps a sample's inputs for its later output folds; one word (SIMD = MW) is a register
     ff = ff + np.where(simd >= geo.mw, geo.mw * geo.x_bits, 0.0) * m.get("ff_per_register_input_bit", 0.0)
     return Cost(cycles=cycles, latency=cycles + m["pipeline_cycles"],
-                lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + requant_lut + w_lut + fifo_lut,
+                lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + input_lut + requant_lut + w_lut + fifo_lut,
                 ff=ff, dsp=dsp, bram18=w_bram)
 
 

@@ -289,3 +289,15 @@ def test_dse_can_drop_exits():
     assert kept[-1] == 2 and len(r["chosen"]["buffer_depths"]) == len(kept) - 1
     assert len(r["chosen"]["exit_fractions"]) == len(kept)
     assert r["predicted_gain"] >= 1.0
+
+
+def test_an_exit_that_buys_no_throughput_is_dropped():
+    """A throughput tie (within the event model's noise) goes to the no-exit design when it is as accurate."""
+    from hw_models.dse import _exit_buys_nothing
+
+    base = {"exits_kept": [1], "throughput_samples_per_cycle": 1 / 784, "accuracy": 0.8826}
+    tie = {"exits_kept": [0, 1], "throughput_samples_per_cycle": 1 / 784, "accuracy": 0.8750}
+    assert _exit_buys_nothing(tie, base)
+    assert not _exit_buys_nothing(dict(tie, throughput_samples_per_cycle=1.05 / 784), base)  # a real gain
+    assert not _exit_buys_nothing(dict(tie, accuracy=0.89), base)  # equal speed, better accuracy: keep it
+    assert not _exit_buys_nothing(base, base)
