@@ -36,7 +36,8 @@ FIT = {
             ("mvu", "lut_per_lutram_fifo_bit"),
             ("swu", "base_lut"), ("swu", "lut_per_read_lane"), ("maxpool", "base_lut"), ("maxpool", "lut_per_cmp_bit"),
             ("dwc", "base_lut"), ("dwc", "lut_per_bit"), ("split", "lut_per_bit"),
-            ("merge", "base_lut"), ("merge", "lut_per_input_bit"), ("cond_buffer", "base_lut"),
+            ("merge", "base_lut"), ("merge", "lut_per_input_bit"), ("cond_buffer", "base_lut"), ("cond_buffer", "decision_lut_per_bit"),
+            ("weights", "rom_lut_per_column"),
             ("threshold", "base_lut"), ("threshold", "cmp_lut_per_bit")],
     "ff": [("mvu", "base_ff"), ("mvu", "ff_per_acc_bit"), ("mvu", "ff_per_product_bit"), ("mvu", "ff_per_out_fifo_bit"), ("mvu", "ff_per_register_input_bit"),
            ("mvu", "ff_per_rom_word_bit"),
@@ -49,6 +50,9 @@ FIT = {
 def block_of_instance(instance: str, blocks: set[str], layers: list[str]) -> str | None:
     """The model block (stage_costs' Block.name) a top-level RTL instance implements."""
     base = instance[2:] if instance.startswith("u_") else instance
+    m = re.match(r"exit(\d+)_dec_q$", base)  # the decision FIFO in front of buffer k (its cost model)
+    if m and f"s{m.group(1)}_cond_buffer" in blocks:
+        return f"s{m.group(1)}_cond_buffer"
     m = re.match(r"(?:exit(\d+)_|stage(\d+)_meta_q$)", base)
     if m:
         return f"s{m.group(1) or m.group(2)}_threshold"

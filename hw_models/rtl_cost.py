@@ -50,7 +50,7 @@ def _storage(bits_per_unit, width_bits, units, coef: dict, words=None) -> tuple[
         # a shallow ROM has at most 2^depth distinct bit columns and ABC shares equal ones
         # (PE 8 x SIMD 64 weights, 8 words of 2048 bits: 826 LUTs for the whole MVU)
         columns = np.minimum(np.asarray(width_bits, dtype=float), 2.0 ** np.minimum(depth, 30.0))
-        lut_bits = columns * np.ceil(depth / w["rom_bits_per_lut"])
+        lut_bits = columns * np.ceil(depth / w["rom_bits_per_lut"]) * w.get("rom_lut_per_column", 1.0)
     lut = np.where(in_block, 0.0, lut_bits * units)
     bram = np.where(in_block, memory_bram18(width_bits, bits_per_unit, coef) * units, 0.0)
     return lut, bram
@@ -267,7 +267,7 @@ def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | No
     total = depth * sample_bits
     in_lutram = total <= b["lutram_max_bits"]
     lut = b["base_lut"] + np.where(in_lutram, np.ceil(total / b["lutram_bits_per_lut"]), 0.0)
-    lut = lut + np.ceil(depth * decision_bits / b["lutram_bits_per_lut"])
+    lut = lut + depth * decision_bits * b.get("decision_lut_per_bit", 1.0 / b["lutram_bits_per_lut"])
     bram = np.where(in_lutram, 0.0, memory_bram18(width_bits, total, c))
     ff = b["base_ff"] + 2 * np.ceil(np.log2(depth * sample_bits / width_bits + 1)) + width_bits
     return Cost(cycles=0.0, latency=float(b["read_latency"]), lut=lut, ff=ff, bram18=bram)
