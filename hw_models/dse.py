@@ -505,7 +505,26 @@ def apply_folding(design: dict, chosen: dict) -> dict:
     kept = chosen["exits_kept"][:-1]
     for k, d in zip(kept, chosen["buffer_depths"]):
         new["stages"][k]["buffer_depth"] = int(d)
+    # a dropped exit's head stays in the generated hardware (its threshold says "never"), and the
+    # split stalls the stage when the head is slower: fold it just fast enough (found when the no-exit
+    # choice on B-LeNet, II 784, measured 0.36 x its prediction with the head at PE = SIMD = 1)
+    ii = 1.0 / float(chosen["throughput_samples_per_cycle"])
+    for k, st in enumerate(new["stages"][:-1]):
+        if k not in kept:
+            st["head"] = [dict(l, folding=_fold_for_ii(l, ii)) if l.get("kind") in COMPUTE_KINDS
+                          and l["name"] not in chosen["folding"] else l for l in st.get("head", [])]
     return new
+
+
+def _fold_for_ii(layer: dict, ii: float) -> dict:
+    """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii (else the fastest)."""
+    geo = matrix_geometry(layer)
+    cost = rtl_cost.LAYER_MODELS[layer["kind"]]
+    pairs = [(pe * simd, -pe, pe, simd, float(cost(layer, pe, simd).cycles))
+             for pe in divisors(geo.mh) for simd in geo.simds]
+    fast = [p for p in pairs if p[4] <= ii] or [min(pairs, key=lambda p: (p[4], p[0]))]
+    _, _, pe, simd, _ = min(fast)
+    return {"pe": int(pe), "simd": int(simd)}
 
 
 def plot_pareto(result: dict, path) -> "Path":

@@ -301,3 +301,17 @@ def test_an_exit_that_buys_no_throughput_is_dropped():
     assert not _exit_buys_nothing(dict(tie, throughput_samples_per_cycle=1.05 / 784), base)  # a real gain
     assert not _exit_buys_nothing(dict(tie, accuracy=0.89), base)  # equal speed, better accuracy: keep it
     assert not _exit_buys_nothing(base, base)
+
+
+def test_a_dropped_exit_head_is_folded_to_keep_up():
+    """The head of an exit the DSE drops is still built: it gets the fewest lanes that keep the stage's II."""
+    stage0 = {"index": 0, "layers": [dict(_dense("l0", 64, 64), folding={"pe": 8, "simd": 64})],
+              "head": [dict(_dense("h0", 64, 10), folding={"pe": 1, "simd": 1})], "logits": _t([10], 16, True)}
+    stage1 = {"index": 1, "layers": [dict(_dense("l1", 64, 10), folding={"pe": 1, "simd": 1})], "head": [],
+              "logits": _t([10], 16, True)}
+    design = {"stages": [stage0, stage1]}
+    chosen = {"folding": {"l0": {"pe": 8, "simd": 64}, "l1": {"pe": 10, "simd": 64}}, "exits_kept": [1],
+              "buffer_depths": [], "throughput_samples_per_cycle": 1 / 8}
+    head = apply_folding(design, chosen)["stages"][0]["head"][0]
+    assert float(rtl_cost.dense(head, head["folding"]["pe"], head["folding"]["simd"]).cycles) <= 8
+    assert head["folding"]["pe"] * head["folding"]["simd"] == 80  # 640 MACs in 8 cycles: no more lanes than that
