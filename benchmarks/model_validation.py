@@ -74,26 +74,13 @@ def prepare(work: Path, name: str) -> Path:
     return run
 
 
-def _legal(layer: dict) -> list[tuple[int, int, float]]:
-    from hw_models.geometry import divisors, matrix_geometry
-    from hw_models.rtl_cost import LAYER_MODELS
-
-    geo = matrix_geometry(layer)
-    cost = LAYER_MODELS[layer["kind"]]  # its cycles include a conv's input-read bound
-    return [(pe, simd, float(cost(layer, pe, simd).cycles)) for pe in divisors(geo.mh) for simd in geo.simds]
-
-
 def fold_for_targets(design: dict, targets: list[float]) -> dict[str, dict[str, int]]:
     """Per compute layer the cheapest (PE*SIMD) legal folding with cycles <= its stage's target."""
-    fold = {}
-    for k, stage in enumerate(design["stages"]):
-        for layer in stage.get("layers", []) + stage.get("head", []):
-            if layer["kind"] not in ("dense", "conv2d"):
-                continue
-            ok = [c for c in _legal(layer) if c[2] <= targets[k]] or [max(_legal(layer), key=lambda c: c[0] * c[1])]
-            pe, simd, _ = min(ok, key=lambda c: (c[0] * c[1], -c[2], c[0]))
-            fold[layer["name"]] = {"pe": pe, "simd": simd}
-    return fold
+    from hw_models.dse import fold_for_ii
+
+    return {layer["name"]: fold_for_ii(layer, targets[k])
+            for k, stage in enumerate(design["stages"])
+            for layer in stage.get("layers", []) + stage.get("head", []) if layer["kind"] in ("dense", "conv2d")}
 
 
 def make_variant(base: Path, work: Path, name: str, targets: list[float], depths: list[int]) -> Path:

@@ -511,19 +511,20 @@ def apply_folding(design: dict, chosen: dict) -> dict:
     ii = 1.0 / float(chosen["throughput_samples_per_cycle"])
     for k, st in enumerate(new["stages"][:-1]):
         if k not in kept:
-            st["head"] = [dict(l, folding=_fold_for_ii(l, ii)) if l.get("kind") in COMPUTE_KINDS
+            st["head"] = [dict(l, folding=fold_for_ii(l, ii)) if l.get("kind") in COMPUTE_KINDS
                           and l["name"] not in chosen["folding"] else l for l in st.get("head", [])]
     return new
 
 
-def _fold_for_ii(layer: dict, ii: float) -> dict:
-    """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii (else the fastest)."""
+def fold_for_ii(layer: dict, ii: float) -> dict:
+    """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii, else the most lanes.
+
+    Ties: the slower of equal lane counts (closest to ii), then the smaller PE."""
     geo = matrix_geometry(layer)
-    cost = rtl_cost.LAYER_MODELS[layer["kind"]]
-    pairs = [(pe * simd, -pe, pe, simd, float(cost(layer, pe, simd).cycles))
-             for pe in divisors(geo.mh) for simd in geo.simds]
-    fast = [p for p in pairs if p[4] <= ii] or [min(pairs, key=lambda p: (p[4], p[0]))]
-    _, _, pe, simd, _ = min(fast)
+    cost = rtl_cost.LAYER_MODELS[layer["kind"]]  # its cycles include a conv's input-read bound
+    pairs = [(pe, simd, float(cost(layer, pe, simd).cycles)) for pe in divisors(geo.mh) for simd in geo.simds]
+    fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
+    pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))
     return {"pe": int(pe), "simd": int(simd)}
 
 
