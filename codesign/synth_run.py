@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,17 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import UserError
+from codesign.yosys import require_yosys
 
 SYNTH_FILE = "synth.json"
 RESOURCES = ("lut", "ff", "dsp", "bram", "carry")
 MODEL_RESOURCES = ("lut", "ff", "dsp", "bram")
-
-
-def require_yosys() -> str:
-    path = shutil.which("yosys")
-    if path is None:
-        raise UserError("yosys not found; install it with apt-get install yosys (Debian's yosys 0.23)")
-    return path
 
 
 def _counts(cells: dict[str, int]) -> dict[str, float]:

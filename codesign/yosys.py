@@ -21,7 +21,8 @@ FAMILIES = {"xc7": "xc7", "xcup": "xcup", "xcu": "xcu"}
 def require_yosys() -> str:
     path = shutil.which("yosys")
     if path is None:
-        raise UserError("yosys not found; install Debian's yosys (`apt-get install yosys`), the PyPI wasm build is unreliable here")
+        raise UserError("yosys not found; install it with apt-get install yosys (Debian's yosys 0.23; "
+                        "the PyPI wasm build is unreliable here)")
     return path
 
 
