@@ -62,8 +62,7 @@ def _do_sim(ctx: FlowContext) -> str:
     from codesign.calibrate_run import run_dataset
     from codesign.sim_run import run_traffic, sweep
 
-    # whole passes over the test split, at least SIM_MIN_SAMPLES: one pass of digits' 449 samples
-    # reads ~10 % low (fill, and the drain of the last continuing sample through the later stages)
+    # whole passes over the test split (dataset order kept), at least SIM_MIN_SAMPLES
     n_test = len(run_dataset(ctx.run).test.x)
     r = run_traffic(ctx.run, "data", samples=n_test * -(-SIM_MIN_SAMPLES // n_test))
     gain = measure_gain(ctx.run, r)
