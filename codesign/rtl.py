@@ -29,7 +29,7 @@ import numpy as np
 from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
-from hw_models.rtl_cost import threshold_pipe_latency
+from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
 
 RTL_DIR = "rtl"
 MANIFEST = "manifest.json"
@@ -536,26 +536,29 @@ class TopBuilder:
             if last:
                 break
             depth = stage.buffer_depth or 2
+            slots = cond_buffer_slots(depth)  # the cost model sizes the buffer with the same function
             beats = feats.elements // feats.lanes
-            # decisions wait here, not in the exit head: the buffer takes one only when its sample
-            # leaves, so without this FIFO a continuing head stalled the exit path after ~3 samples
-            # (docs/hw_models.md); at most depth + 1 samples (one entering) are decided and unconsumed
+            # decisions wait here, not in the exit head, while their sample is still being written
+            # (cs_cond_buffer takes a decision once its sample is complete); depth + 1 entries
+            # (docs/hw_models.md "Decision capacity")
             dec = self.fifo(f"exit{k}_dec_q", dec, depth + 1)
             out = net.stream(f"buffer{k}_out", feats.sig.width)
             meta = net.stream(f"buffer{k}_meta", self.meta_bits)
             net.add(self._use("cs_cond_buffer"), f"u_buffer{k}",
-                    {"WIDTH": feats.sig.width, "BEATS": beats, "DEPTH": depth, "META_BITS": self.meta_bits},
+                    {"WIDTH": feats.sig.width, "BEATS": beats, "DEPTH": slots, "META_BITS": self.meta_bits},
                     _clk() + _io("in", buf_in) + _io("dec", dec) + _io("out", out) + _io("meta", meta),
-                    comment=f"conditional buffer {k}: {depth} samples of {beats} beats")
-            cw = max(2, _clog2(depth + 1) + 1)
+                    comment=f"conditional buffer {k}: {slots} slots of {beats} beats (buffer_depth {depth})")
+            cw = max(2, _clog2(slots + 1) + 1)
             occ = f"dbg_occupancy_{k}"
             net.ports.append(TopPort(occ, "output", cw, f"DEBUG: samples held in conditional buffer {k}"))
             net.add(self._use("cs_sample_count"), f"u_buffer{k}_count", {"BEATS": beats, "CW": cw},
                     _clk() + [("in_fire", f"{buf_in.valid} && {buf_in.ready}"),
-                              ("dec_fire", f"{dec.valid} && {dec.ready}"), ("count", occ)])
-            self.exits[-1].update(buffer_depth=depth, buffer_beats=beats, buffer_width=feats.sig.width,
+                              ("drop_fire", f"{dec.valid} && {dec.ready} && {dec.data}[0]"),
+                              ("out_fire", f"{out.valid} && {out.ready}"), ("count", occ)])
+            self.exits[-1].update(buffer_depth=depth, buffer_slots=slots, buffer_beats=beats, buffer_width=feats.sig.width,
                                   occupancy_port=occ, occupancy_bits=cw)
-            io.update(buffer_in=buf_in.name, buffer_out=out.name, decision=dec.name, beats=beats, depth=depth)
+            io.update(buffer_in=buf_in.name, buffer_out=out.name, decision=dec.name, beats=beats, depth=depth,
+                      slots=slots)
             cur = dataclasses.replace(feats, sig=out)
         width = TAG_BITS + self.cls_bits
         cat = lambda xs: "{" + ", ".join(reversed(xs)) + "}"  # noqa: E731 (element k = exit k)

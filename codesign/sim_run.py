@@ -60,6 +60,7 @@ def probe_report(manifest: dict[str, Any], probes: dict[str, dict], cycles: int)
             stages.append({"stage": k, **{f"{flag}_cycles": n for flag, n in zip(p["bits"], got["bits"])}})
             continue
         row = buffers.setdefault(k, {"boundary": k, "depth": exits[k]["buffer_depth"],
+                                     "slots": exits[k].get("buffer_slots", exits[k]["buffer_depth"]),
                                      "beats_per_sample": exits[k]["buffer_beats"]})
         row[f"max_occupancy_{p['measure']}"] = got["max"]
         row[f"mean_occupancy_{p['measure']}"] = got["sum"] / max(cycles, 1)

@@ -257,19 +257,32 @@ def threshold_pipe_cost(policy: str, num_classes: int, logit_bits: int, tables: 
     return Cost(cycles=1.0, latency=latency, lut=lut, ff=ff, dsp=dsp)
 
 
+COND_BUFFER_SLOTS_IN_FLIGHT = 1
+
+
+def cond_buffer_slots(depth):
+    """Sample slots of the RTL's cs_cond_buffer for an IR `buffer_depth` (the system model's
+    `depth`: samples decided to continue that the buffer holds).  A slot is taken with a
+    sample's first beat and freed when it is dropped or its last beat has left, so one more
+    slot holds the sample being written / awaiting its decision (docs/rtl.md).  codesign/rtl.py
+    and `conditional_buffer` both size the buffer with this function."""
+    return depth + COND_BUFFER_SLOTS_IN_FLIGHT
+
+
 def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | None = None,
                        decision_bits: int = 0) -> Cost:
-    """FIFO of `depth` whole samples that did not exit (features), plus the decision FIFO of
-    `depth` decisions of `decision_bits` (tag, patience state, exited) that feeds it (LUTRAM)."""
+    """The RTL's cs_cond_buffer for IR buffer depth `depth`: `cond_buffer_slots(depth)` slots of
+    one sample's features, plus the decision FIFO of `depth` decisions of `decision_bits` (tag,
+    patience state, exited) that feeds it (LUTRAM)."""
     c = _rtl(coef)
     b = c["cond_buffer"]
     depth = np.asarray(depth, dtype=float)
-    total = depth * sample_bits
+    total = cond_buffer_slots(depth) * sample_bits
     in_lutram = total <= b["lutram_max_bits"]
     lut = b["base_lut"] + np.where(in_lutram, np.ceil(total / b["lutram_bits_per_lut"]), 0.0)
     lut = lut + depth * decision_bits * b.get("decision_lut_per_bit", 1.0 / b["lutram_bits_per_lut"])
     bram = np.where(in_lutram, 0.0, memory_bram18(width_bits, total, c))
-    ff = b["base_ff"] + 2 * np.ceil(np.log2(depth * sample_bits / width_bits + 1)) + width_bits
+    ff = b["base_ff"] + 2 * np.ceil(np.log2(total / width_bits + 1)) + width_bits
     return Cost(cycles=0.0, latency=float(b["read_latency"]), lut=lut, ff=ff, bram18=bram)
 
 

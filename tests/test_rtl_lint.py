@@ -21,6 +21,9 @@ VARIANTS: list[tuple[str, dict]] = [(m, {}) for m in RTL_DEPS] + [
     ("cs_conv", dict(PH=1, PW=1, SH=2, SW=2)),
     ("cs_conv", dict(IC=2, SIMD=6, PH=1, PW=1, SH=2, SW=2)),  # parallel window: KP = 3
     ("cs_swu", dict(IC=1, KH=5, KW=5, SIMD=25)),               # whole window per beat
+    ("cs_cond_buffer", dict(DEPTH=1, BEATS=1)),
+    ("cs_cond_buffer", dict(DEPTH=9, BEATS=288, WIDTH=12)),
+    ("cs_cond_buffer", dict(DEPTH=64, BEATS=3, META_BITS=1)),
     ("cs_width_converter", dict(IN_LANES=4, OUT_LANES=2)),
     ("cs_width_converter", dict(IN_LANES=2, OUT_LANES=3)),
     ("cs_width_converter", dict(IN_LANES=3, OUT_LANES=3)),

@@ -10,6 +10,7 @@ from codesign.errors import UserError
 from codesign.ir import load_design, save_design
 from codesign.rtl import generate_rtl, load_manifest
 from codesign.sim_run import run_traffic
+from hw_models.rtl_cost import cond_buffer_slots
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
@@ -62,10 +63,11 @@ def test_forced_rates_and_sim_json(rtl_run):
 def _check_probes(r: dict, depth: int, run) -> None:
     """Invariants of the sim JSON's buffer and stage counters (docs/rtl.md, "Traffic simulation")."""
     (buf,) = r["buffers"]  # one conditional buffer between the two stages
-    assert buf["boundary"] == 0 and buf["depth"] == depth
-    cap = depth * buf["beats_per_sample"]
+    assert buf["boundary"] == 0 and buf["depth"] == depth and buf["slots"] == cond_buffer_slots(depth)
+    cap = buf["slots"] * buf["beats_per_sample"]
     assert 0 < buf["max_occupancy_beats"] <= cap
-    assert 0 < buf["max_occupancy_samples"] <= depth + 1  # a sample counts from its first beat in to its last out
+    # a sample holds a slot from its first beat in until it is dropped or its last beat is out
+    assert 0 < buf["max_occupancy_samples"] <= buf["slots"]
     assert buf["mean_occupancy_beats"] <= buf["max_occupancy_beats"]
     assert [st["stage"] for st in r["stages"]] == [0, 1]
     for st in r["stages"]:
@@ -121,7 +123,7 @@ def shallow_run(rtl_run, tmp_path_factory):
 
 def test_buffer_occupancy_and_stalls(shallow_run):
     """All samples leave at exit 0: the buffer holds only the samples awaiting their decision and stage 1
-    never runs. None leave early under 99 % backpressure: the buffer fills to its depth and the last
+    never runs. None leave early under 99 % backpressure: the buffer fills all its slots and the last
     stage waits at the exit merge; at 50 % backpressure the output keeps up."""
     all_exit = run_traffic(shallow_run, "iid:1", samples=1000, seed=1, write=False)
     _check_probes(all_exit, 2, shallow_run)
@@ -133,7 +135,9 @@ def test_buffer_occupancy_and_stalls(shallow_run):
     full = run_traffic(shallow_run, "iid:0", samples=1000, backpressure=0.99, seed=1, write=False)
     _check_probes(full, 2, shallow_run)
     buf, (s0, s1) = full["buffers"][0], full["stages"]
-    assert buf["max_occupancy_beats"] == 2 * buf["beats_per_sample"]
+    # every slot in use (a slot stays taken until its last beat is out, so the one being read holds fewer beats)
+    assert buf["max_occupancy_samples"] == buf["slots"]
+    assert buf["max_occupancy_beats"] > (buf["slots"] - 1) * buf["beats_per_sample"]
     assert s0["buffer_full_cycles"] > 0.1 * full["probe_cycles"]
     assert s1["result_blocked_cycles"] > 0.3 * full["probe_cycles"] and s1["stall_cycles"] > 0
 
