@@ -6,8 +6,8 @@ lossless for throughput here (a stage runs at its slowest layer) and keeps
 the space a product over stages of a few hundred targets.  Every other
 combination (targets x calibration points x depths) is evaluated with numpy
 in one pass per exit subset.  Finite buffers enter through a table of the
-exact boundary chain (buffer_chain.py) on a grid of b/a ratios, at an
-effective depth for the RTL's in-order buffer; that figure only ranks points:
+exact boundary chain (buffer_chain.py) on a grid of b/a ratios (the RTL's
+slot buffer holds continuing samples only, as the chain does); that figure only ranks points:
 the best candidates are re-evaluated with the full stage model and the event
 model (flow_sim.py) before one is chosen.
 """
@@ -28,7 +28,6 @@ from .devices import RESOURCES, Device, get_device
 from .geometry import COMPUTE_KINDS, divisors, elements, matrix_geometry
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
-from .rtl_timing import boundary_slots
 from .stages import DECISION_BITS, TAG_BITS, stage_costs
 from .system import reach_fractions, system_throughput_batch
 
@@ -184,33 +183,14 @@ def _eta_table(c_values: np.ndarray, depths: np.ndarray, burst: float) -> np.nda
     return np.clip(x / ideal, 0.0, 1.0)
 
 
-# In the DSE the decision latency is taken as one stage II (the exit head is
-# folded to at most the stage's II): each boundary keeps ~1 undecided sample.
-DECISION_SLOTS = 1.0
-
-
-def _in_order_eta(eta: np.ndarray, ci, depths: np.ndarray, d_idx, c, ratio, burst: float) -> np.ndarray:
-    """Finite-buffer efficiency of the RTL's in-order buffer, from the exact
-    continue-only chain at an effective depth (a heuristic for ranking only;
-    chosen designs are re-evaluated with the event model).
-
-    In order, exiting samples also hold slots: under i.i.d. exits a full
-    buffer holds about a fraction c of continuing samples, in long bursts
-    almost only continuing ones; undecided samples hold DECISION_SLOTS more.
-    """
-    d = depths[d_idx].astype(float)
-    share = c + (1.0 - c) * (1.0 - 1.0 / burst)
-    d_eff = np.maximum((d - DECISION_SLOTS) * share, 1.0)
-    logd = np.log(depths.astype(float))
-    pos = np.interp(np.log(d_eff), logd, np.arange(len(depths)))
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, len(depths) - 1)
-    w = pos - lo
-    shape = np.broadcast_shapes(np.shape(ci), np.shape(lo), np.shape(ratio))
-    ratio = np.broadcast_to(ratio, shape)
-    e = (_interp_eta(eta[ci, lo], ratio) * (1 - w) + _interp_eta(eta[ci, hi], ratio) * w)
-    # at most `depth` samples per decision round trip
-    return np.minimum(e, d / (1.0 + DECISION_SLOTS))
+def _slots_eta(eta: np.ndarray, ci, d_idx, ratio) -> np.ndarray:
+    """Finite-buffer efficiency of the RTL's slot buffer (flow_sim's `slots` rule) for ranking:
+    the exact continue-only chain at the buffer depth.  An exiting sample frees its slot once
+    decided, and the extra slot (cond_buffer_slots) holds the sample in flight, so the depth
+    counts continuing samples, as in the chain; the drain time is left to the event model
+    that re-evaluates the chosen designs."""
+    shape = np.broadcast_shapes(np.shape(ci), np.shape(d_idx), np.shape(ratio))
+    return _interp_eta(eta[ci, d_idx], np.broadcast_to(ratio, shape))
 
 
 def _interp_eta(eta_cd: np.ndarray, ratio: np.ndarray) -> np.ndarray:
@@ -357,7 +337,7 @@ def _explore_subset(design, kept, points, totals, limit, depths, burst, objectiv
             b = reduce(np.maximum, [ii[j] * qg[j] for j in range(g + 1, n_g)]) / np.maximum(qg[g + 1], 1e-12)
             c = qg[g + 1] / np.maximum(qg[g], 1e-12)
             ci = np.searchsorted(c_all, np.round(c, 9))
-            e = _in_order_eta(eta, ci, depths, d_idx[g], c, b / a, burst)
+            e = _slots_eta(eta, ci, d_idx[g], b / a)
             x_k = e * np.minimum(1.0 / a, 1.0 / np.maximum(c * b, 1e-300)) / np.maximum(qg[g], 1e-12)
             thr = np.minimum(thr, np.where(qg[g] > 0, x_k, np.inf))
     shape = np.broadcast_shapes(thr.shape, res.shape[:-1])
@@ -434,15 +414,14 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
         folding = _folding_of_best(best)
         kept = list(best["kept"])
         depths = best["depths"]
-        stages = stage_costs(reduced_design(design, kept), "rtl", folding, depths)
+        reduced = reduced_design(design, kept)
+        stages = stage_costs(reduced, "rtl", folding, depths)
         fr = best["point"]["exit_fractions"]
-        timing = buffer_timing(stages)
+        timing = buffer_timing(stages, design=reduced, folding=folding, depths=depths)
         tot = {r: float(sum(s.total()[r] for s in stages)) for r in RESOURCES}
-        # the RTL's exit path holds only a few undecided samples: the buffer acts as min(depth, capacity)
-        caps, _ = boundary_slots(reduced_design(design, kept), folding, depths)
         configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr,
-                        "buffer_depths": [int(v) for v in effective_depths(depths, caps)],
-                        "decision_latency": timing.decision_latency})
+                        "buffer_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
+                        "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist()})
         out.append({**tot, "accuracy": best["point"].get("accuracy"),
                     "exits_kept": kept + [len(design["stages"]) - 1], "threshold": best["point"].get("threshold"),
                     "exit_fractions": [float(f) for f in fr], "buffer_depths": depths, "folding": folding,

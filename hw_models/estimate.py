@@ -9,8 +9,8 @@ from codesign.errors import UserError
 
 from .devices import RESOURCES, get_device
 from .stages import stage_costs
-from .flow_sim import BufferTiming, effective_depths, per_boundary
-from .rtl_timing import boundary_slots
+from .flow_sim import BufferTiming, effective_depths, per_boundary, per_boundary_float
+from .rtl_timing import boundary_slots, drain_fraction
 from .system import (infinite_buffer_throughput, mean_latency, path_latencies,
                      reach_fractions, system_throughput, system_throughput_many)
 
@@ -23,26 +23,28 @@ def _round(x: float) -> float:
     return float(f"{float(x):.7g}")
 
 
-def buffer_timing(stages, decision_latency: float | None = None, order: str = "in_order",
+def buffer_timing(stages, decision_latency: float | None = None, order: str | None = None,
                   design: dict | None = None, folding: dict | None = None, depths=None) -> BufferTiming:
     """The buffer rules for a design: decision latency defaults to the slowest
     exit head + threshold unit latency (split to decision, empty pipeline).
-    With ``design`` (RTL back end): the exit path's decision capacity and the
-    next stage's input queue of the generated RTL (rtl_timing.py)."""
+    With ``design`` (RTL back end): the `slots` rule of its cs_cond_buffer, the
+    exit path's decision capacity, the next stage's input queue and drain time
+    (rtl_timing.py); without: `order` (default `in_order`, the HLS buffer)."""
     if decision_latency is None:
         heads = [sc.head_latency for sc in stages[:-1]]
         decision_latency = max(heads) if heads else 0.0
     if design is None or len(stages) < 2:
-        return BufferTiming(order=order, decision_latency=float(decision_latency))
+        return BufferTiming(order=order or "in_order", decision_latency=float(decision_latency))
     caps, queues = boundary_slots(design, folding, depths)
-    return BufferTiming(order=order, decision_latency=float(decision_latency), input_queue=queues,
-                        decision_capacity=caps)
+    drain = tuple(drain_fraction(st, folding) * sc.ii for st, sc in zip(design["stages"][1:], stages[1:]))
+    return BufferTiming(order=order or "slots", decision_latency=float(decision_latency), input_queue=queues,
+                        decision_capacity=caps, drain=drain)
 
 
 def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "rtl",
              folding: dict | None = None, buffer_depths: list[int] | None = None,
              burst_length: float = 1.0, strategy: str = "latency",
-             decision_latency: float | None = None, buffer_order: str = "in_order") -> dict:
+             decision_latency: float | None = None, buffer_order: str | None = None) -> dict:
     """The estimate.json dict (docs/hw_models.md lists every key)."""
     parts = [get_device(d) for d in devices]
     stages = stage_costs(design, backend, folding, buffer_depths, strategy)
@@ -90,7 +92,8 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
                           "head_interval_cycles": timing.head_interval,
                           "decision_capacity_samples": [int(v) for v in per_boundary(timing.decision_capacity, len(stages))],
                           "input_queue_samples": [int(v) for v in per_boundary(timing.input_queue, len(stages))],
-                          "effective_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)]},
+                          "effective_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
+                          "drain_cycles": [float(v) for v in per_boundary_float(timing.drain, len(stages))][:len(stages) - 1]},
         "buffer_depths": [int(d) for d in depths],
         "throughput_samples_per_cycle": _round(thr),
         "throughput_infinite_buffers_samples_per_cycle": _round(thr_inf),
@@ -137,7 +140,7 @@ def throughput_curve(design: dict, exit_fractions, rates, backend: str = "rtl", 
     f = np.asarray(exit_fractions, dtype=float)
     shape = f[:-1] / f[:-1].sum() if f[:-1].sum() > 0 else np.full(len(f) - 1, 1.0 / max(len(f) - 1, 1))
     rows = np.array([np.append(shape * p, 1.0 - p) for p in rates])
-    timing = buffer_timing(stages, decision_latency, "in_order", design if backend == "rtl" else None, folding)
+    timing = buffer_timing(stages, decision_latency, None, design if backend == "rtl" else None, folding)
     return {"rate": [float(p) for p in rates],
             "infinite": system_throughput_many(ii, rows).tolist(),
             "finite": system_throughput_many(ii, rows, depths, burst_length, timing).tolist()}

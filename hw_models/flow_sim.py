@@ -11,7 +11,15 @@ Timing rules (all parameters in BufferTiming; docs/hw_models.md):
   ii_k cycles, then writes it into buffer k; a full buffer holds the stage
   (it stays busy) until a slot frees: write >= removal of the sample `depth`
   places earlier + release_latency.
-  in_order (the RTL's cs_cond_buffer): every sample is written; its exit
+  slots (the RTL's cs_cond_buffer, default): every sample is written and
+  holds one of cond_buffer_slots(depth) = depth + 1 slots; an exiting sample
+  frees its slot once decided (decision_latency after the write), wherever
+  it sits; a continuing one leaves in order of the continuing samples when
+  stage k+1 takes it, and frees its slot `drain` cycles later (stage k+1
+  reads its last beat).  Both kinds free in sample order among themselves,
+  so the write waits for the (depth+1)-th latest of the two release streams.
+  in_order (the RTL's cs_cond_buffer before the slot rewrite, the HLS
+  buffer): every sample is written; its exit
   decision is known decision_latency cycles after the write; samples leave
   in order, at most one per head_interval cycles, no earlier than
   read_latency after its write: an exiting sample is dropped as soon as it is
@@ -30,12 +38,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BUFFER_ORDERS = ("in_order", "continue_only")
+from .rtl_cost import cond_buffer_slots
+
+BUFFER_ORDERS = ("slots", "in_order", "continue_only")
 
 
 @dataclass(frozen=True)
 class BufferTiming:
-    order: str = "in_order"
+    order: str = "slots"
     decision_latency: float = 0.0   # cycles from a sample's write to its decision at the buffer
     read_latency: float = 1.0       # a written sample is readable this many cycles later
     release_latency: float = 1.0    # a freed slot accepts a write this many cycles later
@@ -44,6 +54,14 @@ class BufferTiming:
                                     # FIFO): a continuing head leaves the buffer when a queue slot is free
     decision_capacity: int | tuple = 0  # samples the exit-head path holds whose decision the buffer has not
                                     # consumed (0 = unlimited); caps the buffer's effective depth
+    drain: float | tuple = 0.0      # `slots`: cycles from stage k+1 taking a continuing sample to its last
+                                    # beat leaving the buffer (one number, one per boundary, or [lanes, K-1])
+
+
+def per_boundary_float(value, n_stages: int) -> np.ndarray:
+    """per_boundary for cycle counts (floats)."""
+    arr = np.asarray(value if value is not None else 0.0, dtype=float)
+    return np.broadcast_to(arr, (max(n_stages - 1, 1),)) if arr.ndim == 0 else arr
 
 
 def per_boundary(value, n_stages: int) -> np.ndarray:
@@ -60,6 +78,26 @@ def effective_depths(depths, capacity) -> np.ndarray:
         return depths
     cap = np.broadcast_to(cap, depths.shape[-1:]) if depths.ndim else cap
     return np.where(cap > 0, np.minimum(depths, cap), depths)
+
+
+def _kth_latest(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """k-th largest of the union of a and b per lane; a, b [lanes, m] each descending (latest
+    first, padded with -inf), k [lanes] in 1..m: max over i of min(a_i, b_(k-i)), a_0 = b_0 = +inf."""
+    lanes, m = a.shape
+    top = np.full((lanes, 1), np.inf)
+    a_ext, b_ext = np.concatenate([top, a], axis=1), np.concatenate([top, b], axis=1)
+    i = np.arange(m + 1)[None, :]
+    j = np.clip(k[:, None] - i, 0, m)
+    vals = np.minimum(a_ext, np.take_along_axis(b_ext, j, axis=1))
+    return np.where(i <= k[:, None], vals, -np.inf).max(axis=1)
+
+
+def _latest(ring: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """[lanes, m] entries of a ring buffer, latest first (-1e18 where fewer were written)."""
+    m = ring.shape[1]
+    back = np.arange(1, m + 1)[None, :]
+    idx = (count[:, None] - back) % m
+    return np.where(back <= count[:, None], np.take_along_axis(ring, idx, axis=1), -1e18)
 
 
 def sticky_exits(rng: np.random.Generator, cum: np.ndarray, burst: np.ndarray, n: int) -> np.ndarray:
@@ -114,6 +152,16 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
     last_out = np.full((max(n_st - 1, 1), lanes), neg)     # removal time of the previous sample
     d, f, rel, hi = (timing.decision_latency, timing.read_latency, timing.release_latency, timing.head_interval)
     in_order = timing.order == "in_order"
+    slots = timing.order == "slots"
+    if slots:  # release times of exits and of continuing samples, each ring in sample order
+        n_slots = cond_buffer_slots(depths)
+        m_ring = int(n_slots.max()) if n_st > 1 else 1
+        ring_exit = np.full((max(n_st - 1, 1), lanes, m_ring), neg)
+        ring_cont = np.full((max(n_st - 1, 1), lanes, m_ring), neg)
+        n_exit = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
+        n_cont = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
+        drain = timing.drain if np.ndim(timing.drain) == 2 else per_boundary_float(timing.drain, n_st)
+        drain = np.broadcast_to(np.asarray(drain, dtype=float), (lanes, max(n_st - 1, 1)))
     t_start0 = np.zeros(lanes)
     t_warm = np.zeros(lanes)
 
@@ -138,9 +186,13 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
                 free[k] = np.where(active, finish, free[k])
                 break
             goes_on = active & (e > k)
-            writes = active if in_order else goes_on
+            writes = active if (in_order or slots) else goes_on
             slot = written[k] % depths[:, k]
-            oldest = np.where(written[k] >= depths[:, k], ring[k, lane, slot], neg)
+            if slots:  # a free slot: fewer than n_slots earlier samples still hold one
+                oldest = _kth_latest(_latest(ring_cont[k], n_cont[k]), _latest(ring_exit[k], n_exit[k]),
+                                     n_slots[:, k])
+            else:
+                oldest = np.where(written[k] >= depths[:, k], ring[k, lane, slot], neg)
             w = np.maximum(finish, oldest + rel)
             free[k] = np.where(active, np.where(writes, w, finish), free[k])
             # removal: continuing samples when stage k+1 takes them, exits when decided
@@ -150,6 +202,20 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
                                 q_ring[k + 1, lane, q_count[k + 1] % q_len[k + 1]], neg)
             else:
                 room = free[k + 1]
+            if slots:
+                take = np.maximum.reduce([w + d, w + f, head, room])
+                drop = np.maximum(w + d, w + f)
+                rc = n_cont[k] % m_ring
+                ring_cont[k, lane, rc] = np.where(goes_on, take + drain[:, k], ring_cont[k, lane, rc])
+                n_cont[k] += goes_on
+                exits_here = active & ~goes_on
+                rx = n_exit[k] % m_ring
+                ring_exit[k, lane, rx] = np.where(exits_here, drop, ring_exit[k, lane, rx])
+                n_exit[k] += exits_here
+                last_out[k] = np.where(goes_on, take, last_out[k])  # in order among continuing samples
+                avail = take
+                active = goes_on
+                continue
             if in_order:
                 take = np.maximum.reduce([w + d, w + f, head, room])
                 drop = np.maximum.reduce([w + d, w + f, head])  # in the buffer first, like a take

@@ -1,16 +1,15 @@
 """Sample slots of the open RTL's exit path and next-stage input (codesign/rtl.py's structure).
 
-Measured in Verilator (docs/hw_models.md, "What Verilator showed"): the
-conditional buffer consumes a sample's exit decision only when the sample
-leaves (dropped, or its last beat forwarded).  Without a FIFO on the decision
-path a continuing sample that waits at the buffer's head stalled the exit
-head, then the split, then stage k, after ~3 samples (the buffer acted as
-min(depth, 3)).  The generator now puts a decision FIFO of depth + 1 entries
-between the exit decision and the buffer, so the exit path holds more
-decisions than the buffer holds samples and the buffer acts with its full
-depth.  On the other side, stage k+1's first MVU has an input FIFO of one
+Measured in Verilator (docs/hw_models.md, "What Verilator showed"): the old
+in-order conditional buffer consumed a decision only when its sample left, so
+the exit path capped it at min(depth, 3) samples until the generator put a
+decision FIFO of depth + 1 entries in front of it.  Today's slot buffer takes
+a decision once its sample is completely written, so that cap no longer
+binds (the FIFO stays: a decision may arrive while its sample is still
+entering).  On the other side, stage k+1's first MVU has an input FIFO of one
 whole sample, so a continuing head leaves the buffer one sample ahead of
-stage k+1.
+stage k+1, and a conv's line buffer decides how long the slot stays held
+(`drain_fraction`).
 """
 from __future__ import annotations
 
@@ -49,6 +48,29 @@ def input_queue(stage: dict, folding: dict | None = None) -> int:
         return int(2 * kh + sh - 1 - (kh - 1) >= ih)
     pe, _ = folding_of(first, folding)
     return int(matrix_geometry(first).mh > pe)
+
+
+def drain_fraction(stage: dict, folding: dict | None = None) -> float:
+    """Share of stage k+1's II from taking a continuing sample to reading its last beat out of
+    buffer k (the slot is held until then; flow_sim's `slots` rule, BufferTiming.drain).
+
+    A conv's cs_swu holds BUF_ROWS = 2 KH + SH - 1 input rows: the rest enter as finished output
+    rows release theirs (B-LeNet conv2, 12 rows, 8 output rows: after 2 of them, 1/4 of the II).
+    A dense with more than one output fold has an input FIFO of one sample (no wait); with one
+    fold it reads its input at its own pace, the whole II."""
+    first = next((l for l in stage.get("layers", []) if l["kind"] in COMPUTE_KINDS), None)
+    if first is None:
+        return 0.0
+    if first["kind"] == "conv2d":
+        kh, _ = first["kernel"]
+        sh = (first.get("stride") or [1, 1])[0]
+        ph = (first.get("padding") or [0, 0])[0]
+        ih = first["input"]["shape"][1]
+        oh = first["output"]["shape"][1]
+        last_row = ih - 1 - (2 * kh + sh - 1)  # the last input row that waits for a release
+        return 0.0 if last_row < 0 else min(1.0, -(-(last_row + ph + 1) // sh) / oh)
+    pe, _ = folding_of(first, folding)
+    return 0.0 if matrix_geometry(first).mh > pe else 1.0
 
 
 def boundary_slots(design: dict, folding: dict | None = None,

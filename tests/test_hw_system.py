@@ -228,14 +228,14 @@ def test_three_stages_agree_with_brute_force():
                    np.array([c[2] for c in rows]), 16000, 3200, seed=7, order="in_order", d=3, f=1, release=1)
     for c in cases:
         measured = float(sim[[r == c for r in rows]].mean())
-        model = system_throughput(ii, c[0], c[1], c[2], BufferTiming(decision_latency=3))
+        model = system_throughput(ii, c[0], c[1], c[2], BufferTiming(order="in_order", decision_latency=3))
         assert abs(model - measured) / measured < 0.03, (c, model, measured)
 
 
 def test_decision_latency_needs_buffer_slots():
     # every sample holds its slot for d cycles: with depth 1 the next write waits
     # for the decision (d = 10) plus the release latency (1): one sample per 11 cycles
-    x = system_throughput([2, 2], [0.5, 0.5], [1], 1.0, BufferTiming(decision_latency=10))
+    x = system_throughput([2, 2], [0.5, 0.5], [1], 1.0, BufferTiming(order="in_order", decision_latency=10))
     assert x == pytest.approx(1 / 11, rel=1e-3)
 
 
@@ -258,7 +258,7 @@ def comparison_table(seed: int = 11) -> list[str]:
     cases = [(0.5, 4, 1, 1.0), (0.8, 10, 8, 1.0), (0.5, 4, 8, 64.0), (0.95, 32, 1, 64.0), (0.8, 10, 64, 64.0)]
     lines = []
     for label, order, d, release, timing in [("continue_only", "continue_only", 0, 0, CHAIN),
-                                             ("in_order, d=4", "in_order", 4, 1, BufferTiming(decision_latency=4))]:
+                                             ("in_order, d=4", "in_order", 4, 1, BufferTiming(order="in_order", decision_latency=4))]:
         sim = _brute_force(cases, order, d, release, seed)
         for c in cases:
             model = system_throughput([A, c[1]], [c[0], 1 - c[0]], [c[2]], c[3], timing)
@@ -270,3 +270,25 @@ def comparison_table(seed: int = 11) -> list[str]:
 
 if __name__ == "__main__":  # .venv/bin/python tests/test_hw_system.py
     print("\n".join(comparison_table()))
+
+
+def test_slots_rule_frees_exits_behind_a_waiting_continuing_sample():
+    # samples 0 and 1 continue (stage 1 busy 100 cycles with sample 0, sample 1 waits in the
+    # buffer), the rest exit. In order, the exits queue behind sample 1 and stage 0 stalls; with
+    # the slot buffer (depth 1 -> 2 slots) sample 1 keeps one slot and each exit holds the other
+    # from its write to its decision (d = 4) + the release latency (1): one sample per 5 cycles
+    exits = np.array([[1], [1]] + [[0]] * 10)
+    starts = {}
+    for order in ("slots", "in_order"):
+        s = np.zeros((len(exits), 1))
+        simulate_flow(np.array([[2.0, 100.0]]), [1], None, 1.0, BufferTiming(order=order, decision_latency=4),
+                      samples=len(exits), warmup=0, exits=exits, starts=s)
+        starts[order] = s[:, 0]
+    assert np.all(np.diff(starts["slots"][3:]) == 5)
+    assert starts["in_order"][6] > 100 > starts["slots"][6]
+
+
+def test_slots_drain_holds_the_slot_longer():
+    ii, fr = [10.0, 40.0], [0.8, 0.2]
+    x = [system_throughput(ii, fr, [1], 1.0, BufferTiming(decision_latency=5, drain=drain)) for drain in (0.0, 20.0, 40.0)]
+    assert x[0] >= x[1] >= x[2] and x[2] < x[0]

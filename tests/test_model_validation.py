@@ -61,7 +61,7 @@ def test_input_queue_lets_the_head_leave_one_sample_early():
     for q in (0, 1):
         s = np.zeros((len(exits), 1))
         simulate_flow(np.array([[10.0, 100.0]]), [1], None, 1.0,
-                      BufferTiming(decision_latency=0, input_queue=q), samples=len(exits), warmup=0,
+                      BufferTiming(order="in_order", decision_latency=0, input_queue=q), samples=len(exits), warmup=0,
                       exits=exits, starts=s)
         starts[q] = s[:, 0]
     assert starts[1][3] < starts[0][3]  # sample 3 starts earlier when stage 1 queues sample 1
