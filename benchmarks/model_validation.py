@@ -77,8 +77,10 @@ def prepare(work: Path, name: str) -> Path:
 def fold_for_targets(design: dict, targets: list[float]) -> dict[str, dict[str, int]]:
     """Per compute layer the cheapest (PE*SIMD) legal folding with cycles <= its stage's target."""
     from hw_models.dse import fold_for_ii
+    from hw_models.geometry import input_layer_name
 
-    return {layer["name"]: fold_for_ii(layer, targets[k])
+    first = input_layer_name(design["stages"])  # may read several input pixels per beat
+    return {layer["name"]: fold_for_ii(layer, targets[k], layer["name"] == first)
             for k, stage in enumerate(design["stages"])
             for layer in stage.get("layers", []) + stage.get("head", []) if layer["kind"] in ("dense", "conv2d")}
 

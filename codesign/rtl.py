@@ -29,6 +29,7 @@ import numpy as np
 from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
+from hw_models.geometry import conv_cycles, input_layer_name, input_pixels_per_beat
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
 
 RTL_DIR = "rtl"
@@ -226,12 +227,13 @@ def _check_bits(layer: Any, stage: int) -> None:
 
 
 def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
-               chw: Sequence[int] | None = None) -> LayerUnit:
+               chw: Sequence[int] | None = None, first: bool = False) -> LayerUnit:
     """The library module, parameters and ROM files of one compute/pool layer.
 
     `in_lanes`: elements per beat arriving (maxpool keeps it; dense takes
     SIMD, conv SIMD or IC when SIMD = KP*IC; the generator converts). `chw`: the [C, H, W] shape flattened
-    before a dense layer (its columns are permuted to HWC stream order).
+    before a dense layer (its columns are permuted to HWC stream order). `first`: the network's first
+    layer, fed by s_axis (a conv then takes input_lanes(layer, True) elements, IPB pixels, per beat).
     """
     from sim.rtl import conv_weight_matrix
 
@@ -253,16 +255,17 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
         # a divisor of in_channels, or KP*in_channels with KP dividing kh*kw
         _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_channels, "in_channels", conv_simds(layer))
         _, ih, iw = layer.input.shape
-        _, oh, ow = layer.output.shape
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
         params, files = _mvu_common(design, layer, conv_weight_matrix(design.array(layer.weight)))
         params = {"IC": layer.in_channels, "OC": layer.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
                   "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
         pe, simd = layer.folding.pe, layer.folding.simd
-        lanes = conv_in_lanes(layer.in_channels, simd)
-        # the window walk, or reading the input (IH*IW pixels) when KP positions per beat outrun it
-        cycles = max(oh * ow * (layer.out_channels / pe) * (kh * kw * layer.in_channels / simd),
-                     ih * iw * layer.in_channels / lanes)
+        lanes = input_lanes(layer, first)
+        ipb = lanes // conv_in_lanes(layer.in_channels, simd)
+        if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
+            params["IPB"] = ipb
+        # the window walk, or reading the input when KP positions per beat outrun it (hw_models' formula)
+        cycles = float(conv_cycles(layer.model_dump(mode="json"), pe, simd, first))
         return LayerUnit("cs_conv", params, lanes, layer.input.bits, pe, _out_bits(layer), files, cycles)
     if kind == "maxpool2d":
         c, ih, iw = layer.input.shape
@@ -280,8 +283,20 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
 
 
 def conv_in_lanes(in_channels: int, simd: int) -> int:
-    """Input elements per beat of a cs_conv: SIMD, or IC when SIMD = KP*IC (parallel window)."""
+    """Input elements per pixel beat of a cs_conv: SIMD, or IC when SIMD = KP*IC (parallel window)."""
     return min(simd, in_channels)
+
+
+def input_lanes(layer: Any, first: bool = False) -> int:
+    """Elements per beat a compute layer's input stream carries: SIMD (dense), conv_in_lanes (conv),
+    times the pixels per beat (hw_models.geometry.input_pixels_per_beat) of the network's first conv."""
+    simd = layer.folding.simd
+    if layer.kind != "conv2d":
+        return simd
+    lanes = conv_in_lanes(layer.in_channels, simd)
+    if first:
+        lanes *= int(input_pixels_per_beat(layer.model_dump(mode="json"), layer.folding.pe, simd))
+    return lanes
 
 
 def _out_bits(layer: Any) -> int:
@@ -311,6 +326,7 @@ class TopBuilder:
         self.state_bits = self.cnt_bits + self.cls_bits
         self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
         self._forms: list[bool] | None = None
+        self.input_layer: str | None = None  # name of the layer s_axis feeds (set by build)
 
     # ---- small pieces
     def _use(self, module: str) -> str:
@@ -354,7 +370,7 @@ class TopBuilder:
                 cur = dataclasses.replace(cur, chw=shape if len(shape) == 3 else cur.chw)
                 self.layers.append({"name": layer.name, "stage": stage, "kind": "flatten", "module": None})
                 continue
-            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw)
+            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw, first=layer.name == self.input_layer)
             cur = self.convert(cur, unit.in_lanes, f"{layer.name}_cvt", f"layer {layer.name} (stage {stage})")
             if unit.module == "cs_mvu" and unit.params["MH"] > unit.params["PE"]:
                 # the MVU takes a sample's inputs in its first output fold only, then computes the other
@@ -372,6 +388,7 @@ class TopBuilder:
                 "pe": layer.folding.pe if hasattr(layer, "folding") else None,
                 "simd": layer.folding.simd if hasattr(layer, "folding") else None,
                 "in_lanes": unit.in_lanes, "out_lanes": unit.out_lanes,
+                "pixels_per_beat": unit.params.get("IPB", 1) if unit.module == "cs_conv" else None,
                 "in_width": unit.in_lanes * unit.in_bits, "out_width": unit.out_lanes * unit.out_bits,
                 "cycles_per_sample": unit.cycles,
             })
@@ -475,10 +492,10 @@ class TopBuilder:
     def build(self) -> None:
         design, net = self.design, self.net
         k_exits = design.num_exits
-        first = next((l for st in design.stages for l in st.all_layers if l.kind != "flatten"), None)
-        in_lanes = first.folding.simd if first is not None and first.kind in ir.COMPUTE_KINDS else 1
-        if first is not None and first.kind == "conv2d":
-            in_lanes = conv_in_lanes(first.in_channels, in_lanes)
+        # the layer s_axis feeds: its input lanes size s_axis (the cost model picks it the same way)
+        self.input_layer = input_layer_name(design.as_dict()["stages"])
+        first = design.layer(self.input_layer) if self.input_layer is not None else None
+        in_lanes = input_lanes(first, True) if first is not None and first.kind in ir.COMPUTE_KINDS else 1
         in_bits = design.input.bits
         in_elems = int(np.prod(design.input.shape))
         if in_bits > MAX_ACT_BITS:
@@ -567,6 +584,7 @@ class TopBuilder:
                           ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
                 comment="exit merge: round robin over the exits' results")
         self.in_lanes, self.in_bits = in_lanes, in_bits
+        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind == "conv2d" else 1
         order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
         net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
 
@@ -697,7 +715,7 @@ def generate_rtl(run: str | Path) -> Path:
         "num_exits": design.num_exits,
         "num_classes": design.num_classes,
         "input": {"lanes": b.in_lanes, "bits": b.in_bits, "beats_per_sample": int(np.prod(design.input.shape)) // b.in_lanes,
-                  "order": "HWC"},
+                  "order": "HWC", "pixels_per_beat": b.in_pixels},
         "fields": {
             "s_axis_tuser": {"force_en": [0, 1], "force_idx": [1, b.fxw]},
             "m_axis_tdata": {"class": [0, b.cls_bits], "tag": [b.cls_bits, TAG_BITS],
@@ -786,6 +804,8 @@ def rom_files(run: str | Path) -> dict[str, str]:
 def input_beats(manifest: dict[str, Any], x: np.ndarray, forced: Sequence[int | None] | None = None) -> list[int]:
     """Sim-wrapper input beats {tlast, tuser, tdata} of samples x [N, *input.shape].
 
+    `lanes` consecutive HWC elements per beat, the first at bit 0: with a first conv taking IPB
+    pixels per beat (lanes = IPB*IC) that is IPB consecutive pixels, the lowest first.
     `forced[i]`: exit index sample i must leave at (None: the threshold units decide)."""
     from sim.rtl import pack
 

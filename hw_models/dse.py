@@ -25,7 +25,7 @@ from codesign.errors import UserError
 from . import rtl_cost
 from .buffer_chain import boundary_throughput_many
 from .devices import RESOURCES, Device, get_device
-from .geometry import COMPUTE_KINDS, divisors, elements, matrix_geometry
+from .geometry import COMPUTE_KINDS, divisors, elements, input_layer_name, matrix_geometry
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
 from .stages import DECISION_BITS, TAG_BITS, stage_costs
@@ -54,11 +54,11 @@ class LayerOptions:
     weight: np.ndarray   # normalised cost used to pick the cheapest option
 
 
-def _layer_options(layer: dict, totals: np.ndarray) -> LayerOptions:
+def _layer_options(layer: dict, totals: np.ndarray, first: bool = False) -> LayerOptions:
     geo = matrix_geometry(layer)
     pairs = np.array([(p, s) for p in divisors(geo.mh) for s in geo.simds], dtype=float)
     fn = rtl_cost.LAYER_MODELS[layer["kind"]]
-    c = fn(layer, pairs[:, 0], pairs[:, 1])
+    c = fn(layer, pairs[:, 0], pairs[:, 1], first=first)
     res = np.stack([np.broadcast_to(np.asarray(v, dtype=float), pairs[:, 0].shape)
                     for v in (c.lut, c.ff, c.dsp, c.bram)], axis=1)
     return LayerOptions(layer["name"], pairs[:, 0], pairs[:, 1], np.asarray(c.cycles, dtype=float), res,
@@ -75,8 +75,9 @@ class GroupTable:
     fixed_res: np.ndarray  # resources of non-compute blocks (pe=1 lanes), EE blocks excluded
 
 
-def _group_table(layers: list[dict], totals: np.ndarray) -> GroupTable:
-    opts = [_layer_options(l, totals) for l in layers if l["kind"] in COMPUTE_KINDS]
+def _group_table(layers: list[dict], totals: np.ndarray, first: str | None = None) -> GroupTable:
+    """`first`: name of the network's first layer (it may read several input pixels per beat)."""
+    opts = [_layer_options(l, totals, l["name"] == first) for l in layers if l["kind"] in COMPUTE_KINDS]
     fixed = np.zeros(4)
     for l in layers:
         if l["kind"] not in COMPUTE_KINDS:
@@ -301,7 +302,8 @@ def _rerank(design: dict, candidates: list[dict], objective: str, target: float 
 def _explore_subset(design, kept, points, totals, limit, depths, burst, objective, target, min_acc):
     groups = _groups(design, kept)
     n_g = len(groups)
-    tables = [_group_table(g["layers"] + g["head"], totals) for g in groups]
+    first = input_layer_name(design["stages"])
+    tables = [_group_table(g["layers"] + g["head"], totals, first) for g in groups]
     for i, (g, t) in enumerate(zip(groups, tables)):
         t.res = t.res + _threshold_resources(design, g, t.ii, i == n_g - 1)
     ee = [_ee_resources(design, g, depths, i == n_g - 1) for i, g in enumerate(groups)]
@@ -452,7 +454,7 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     """No-exit design under the same budget: final exit only, every sample through every stage."""
     n = len(design["stages"])
     groups = _groups(design, ())
-    table = _group_table(groups[0]["layers"] + groups[0]["head"], totals)
+    table = _group_table(groups[0]["layers"] + groups[0]["head"], totals, input_layer_name(design["stages"]))
     res = (table.res + _threshold_resources(design, groups[0], table.ii, True)
            + _ee_resources(design, groups[0], np.array([1]), True)[0])
     fits = np.all(res <= limit, axis=1)
@@ -488,20 +490,23 @@ def apply_folding(design: dict, chosen: dict) -> dict:
     # split stalls the stage when the head is slower: fold it just fast enough (found when the no-exit
     # choice on B-LeNet, II 784, measured 0.36 x its prediction with the head at PE = SIMD = 1)
     ii = 1.0 / float(chosen["throughput_samples_per_cycle"])
+    first = input_layer_name(new["stages"])
     for k, st in enumerate(new["stages"][:-1]):
         if k not in kept:
-            st["head"] = [dict(l, folding=fold_for_ii(l, ii)) if l.get("kind") in COMPUTE_KINDS
+            st["head"] = [dict(l, folding=fold_for_ii(l, ii, l["name"] == first)) if l.get("kind") in COMPUTE_KINDS
                           and l["name"] not in chosen["folding"] else l for l in st.get("head", [])]
     return new
 
 
-def fold_for_ii(layer: dict, ii: float) -> dict:
+def fold_for_ii(layer: dict, ii: float, first: bool = False) -> dict:
     """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii, else the most lanes.
 
-    Ties: the slower of equal lane counts (closest to ii), then the smaller PE."""
+    Ties: the slower of equal lane counts (closest to ii), then the smaller PE.  `first`: the
+    layer is the network's first (geometry.input_layer_name)."""
     geo = matrix_geometry(layer)
     cost = rtl_cost.LAYER_MODELS[layer["kind"]]  # its cycles include a conv's input-read bound
-    pairs = [(pe, simd, float(cost(layer, pe, simd).cycles)) for pe in divisors(geo.mh) for simd in geo.simds]
+    pairs = [(pe, simd, float(cost(layer, pe, simd, first=first).cycles))
+             for pe in divisors(geo.mh) for simd in geo.simds]
     fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
     pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))
     return {"pe": int(pe), "simd": int(simd)}

@@ -50,6 +50,60 @@ def legal_simds(mw: int, simd_dim: int) -> tuple[int, ...]:
     return tuple(sorted(set(divisors(simd_dim)) | {kp * simd_dim for kp in divisors(kk)}))
 
 
+# Cap on input pixels per beat: 8 pixels of a 4-bit 1-channel image fill a 32-bit AXI-stream beat,
+# the usual width of a DMA / video stream feeding a small FPGA design; wider asks more of the source
+# and widens the first layer's line-buffer word (its LUTs grow with it).
+MAX_PIXELS_PER_BEAT = 8
+
+
+def input_layer_name(stages: list[dict]) -> str | None:
+    """The layer the top's s_axis feeds: the network's first layer that is not a flatten
+    (stage 0's first layer; codesign.rtl sizes s_axis from it)."""
+    for stage in stages:
+        for layer in [*stage.get("layers", []), *stage.get("head", [])]:
+            if layer.get("kind") != "flatten":
+                return layer.get("name")
+    return None
+
+
+def input_pixels_per_beat(layer: dict, pe, simd):
+    """IPB: input pixels per beat of the network's first layer (the one fed by s_axis), THE rule
+    the cost model, the DSE and the RTL generator share.  numpy-friendly in pe / simd.
+
+    A conv reading one pixel per beat needs IH*IW cycles per sample, which bounds it once its
+    window walk, OH*OW*(OC/PE)*(KH*KW*IC/SIMD) cycles, is shorter (a valid 5x5 conv on 28x28 at
+    one output pixel per cycle: 784 to read, 576 to compute).  IPB is the smallest divisor P of
+    IW, P <= MAX_PIXELS_PER_BEAT, with IH*IW/P <= the walk; if none reaches it, the largest such
+    divisor.  1 for a layer that is not a conv, and for a conv whose pixel takes several beats
+    (SIMD < IC: one channel fold per beat, cs_swu's CF > 1).  Only the first layer may use it:
+    every later layer is fed by a layer that makes PE channels per cycle."""
+    pe_a, simd_a = np.asarray(pe), np.asarray(simd)
+    shape = np.broadcast_shapes(pe_a.shape, simd_a.shape)
+    scalar = shape == ()
+    if layer.get("kind") != "conv2d":
+        return 1 if scalar else np.ones(shape, dtype=int)
+    geo = matrix_geometry(layer)
+    _, ih, iw = (int(v) for v in layer["input"]["shape"])
+    walk = geo.positions * (geo.mh / pe_a.astype(float)) * (geo.mw / simd_a.astype(float))
+    cands = np.array([p for p in divisors(iw) if p <= MAX_PIXELS_PER_BEAT])   # ascending, starts at 1
+    ok = (ih * iw / cands) <= np.broadcast_to(walk, shape)[..., None]
+    pick = np.where(ok.any(axis=-1), ok.argmax(axis=-1), len(cands) - 1)
+    ipb = np.where(np.broadcast_to(simd_a, shape) >= geo.simd_dim, cands[pick], 1).astype(int)
+    return int(ipb) if scalar else ipb
+
+
+def conv_cycles(layer: dict, pe, simd, first: bool = False):
+    """Cycles per sample of a conv (cs_conv, measured exact in steady state): its window walk, or
+    reading the input when that is slower; `first`: the network's first layer, which reads
+    input_pixels_per_beat pixels per beat.  numpy-friendly."""
+    geo = matrix_geometry(layer)
+    _, ih, iw = (int(v) for v in layer["input"]["shape"])
+    pe, simd = np.asarray(pe, dtype=float), np.asarray(simd, dtype=float)
+    walk = geo.positions * (geo.mh / pe) * (geo.mw / simd)
+    ipb = input_pixels_per_beat(layer, pe.astype(int), simd.astype(int)) if first else 1
+    return np.maximum(walk, ih * iw * geo.simd_dim / (geo.in_lanes(simd) * ipb))
+
+
 def check_kind(layer: dict) -> str:
     kind = layer.get("kind")
     if kind not in KNOWN_KINDS:

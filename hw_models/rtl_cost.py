@@ -10,7 +10,7 @@ import numpy as np
 
 from .coefficients import coefficients
 from .cost import Cost, memory_bram18
-from .geometry import MatrixGeometry, matrix_geometry
+from .geometry import MatrixGeometry, conv_cycles, input_pixels_per_beat, matrix_geometry
 
 
 def _rtl(coef: dict | None) -> dict:
@@ -99,16 +99,19 @@ def mvu(geo: MatrixGeometry, pe, simd, coef: dict | None = None) -> Cost:
                 ff=ff, dsp=dsp, bram18=w_bram)
 
 
-def dense(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
+def dense(layer: dict, pe=1, simd=1, coef: dict | None = None, first: bool = False) -> Cost:
+    """`first` (the network's first layer) changes nothing: a dense layer reads SIMD inputs per beat."""
     return mvu(matrix_geometry(layer), pe, simd, coef)
 
 
-def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
+def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None, first: bool = False) -> Cost:
     """Sliding-window unit feeding an MVU SIMD columns of the (ky, kx, c) window at a time.
 
     SIMD = KP*IC (cs_swu's parallel window): KP read lanes, each with its own copy of the
     line buffer (yosys replicates a memory per read port), address and padding logic; the
-    input stays IC elements per beat, so a sample takes at least IH*IW cycles to read."""
+    input stays IC elements per beat, so a sample takes at least IH*IW cycles to read, unless
+    the layer is the network's first (`first`): it then takes input_pixels_per_beat (IPB)
+    pixels per beat, and its line-buffer word is IPB pixels wide."""
     c = _rtl(coef)
     geo = matrix_geometry(layer)
     core = mvu(geo, pe, simd, c)
@@ -118,13 +121,14 @@ def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None) -> Cost:
     line_bits = ((kh - 1) * (w_in + 2 * pad_w) + kw) * ic * geo.x_bits
     s = c["swu"]
     kp = geo.kernel_positions(simd).astype(float)
-    in_lanes = geo.in_lanes(simd).astype(float)
+    ipb = input_pixels_per_beat(layer, pe, simd) if first else 1
+    in_lanes = geo.in_lanes(simd).astype(float) * ipb
     lut, bram = _storage(line_bits, in_lanes * geo.x_bits, kp, c)
     extra = kp - 1.0  # read lanes beyond the first
     lane_bits = ic * geo.x_bits
     lut = lut + extra * (s.get("lut_per_read_lane", 0.0) + lane_bits * s.get("lut_per_read_lane_bit", 0.0))
     ff = extra * (s.get("ff_per_read_lane", 0.0) + lane_bits * s.get("ff_per_read_lane_bit", 0.0))
-    cycles = np.maximum(core.cycles, h_in * w_in * ic / in_lanes)
+    cycles = conv_cycles(layer, pe, simd, first)
     return Cost(cycles=cycles, latency=core.latency - core.cycles + cycles + s["pipeline_cycles"],
                 lut=core.lut + s["base_lut"] + lut, ff=core.ff + s["base_ff"] + ff,
                 dsp=core.dsp, bram18=core.bram18 + bram)
@@ -296,5 +300,7 @@ def exit_merge(n_exits: int, result_bits: int, coef: dict | None = None) -> Cost
                 ff=result_bits * m["ff_per_bit"])
 
 
-# keyed by the IR's `kind`; compute kinds take (layer, pe, simd), others (layer, lanes)
+# keyed by the IR's `kind`; compute kinds take (layer, pe, simd), others (layer, lanes); conv2d also
+# `first=True` for the network's first layer (geometry.input_layer_name), which may read several
+# pixels per beat
 LAYER_MODELS = {"dense": dense, "conv2d": conv2d, "maxpool2d": maxpool2d, "flatten": flatten}

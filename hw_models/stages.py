@@ -9,7 +9,8 @@ from codesign.errors import UserError
 
 from . import hls_cost, rtl_cost
 from .cost import Cost
-from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of, matrix_geometry
+from .geometry import (COMPUTE_KINDS, check_kind, elements, folding_of, input_layer_name, input_pixels_per_beat,
+                       matrix_geometry)
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
 DECISION_BITS = TAG_BITS + 8  # a decision beat: {patience state, force_idx, force_en, tag, exited}
@@ -62,16 +63,18 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
     n_classes = int(design.get("num_classes", 10))
     out = []
     lanes = None
+    first = input_layer_name(stages)  # fed by the top's s_axis: may read several pixels per beat
     for k, stage in enumerate(stages):
         last = k == len(stages) - 1
         sc = StageCost(index=k)
-        lanes, lat = _chain(stage.get("layers", []), "backbone", backend, folding, strategy, lanes, sc.blocks)
+        lanes, lat = _chain(stage.get("layers", []), "backbone", backend, folding, strategy, lanes, sc.blocks,
+                            first)
         sc.backbone_latency = lat
         feats = stage.get("features") or (stage["layers"][-1]["output"] if stage.get("layers") else stage["input"])
         if not last and backend == "rtl":
             sc.blocks.append(Block(f"s{k}_split", "split", "ee",
                                    rtl_cost.split(elements(feats), int(feats["bits"]), lanes or 1)))
-        _, head_lat = _chain(stage.get("head", []), "head", backend, folding, strategy, lanes, sc.blocks)
+        _, head_lat = _chain(stage.get("head", []), "head", backend, folding, strategy, lanes, sc.blocks, first)
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
         compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.kind in COMPUTE_OR_POOL] + [1.0])
         tu_policy = "margin" if last else policy
@@ -122,8 +125,9 @@ def _out_lanes(layer: dict, backend: str, folding: dict | None) -> int:
 
 
 def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, strategy: str,
-           lanes: int | None, blocks: list[Block]) -> tuple[int | None, float]:
-    """Cost one chain of layers, inserting width converters; returns (out lanes, latency)."""
+           lanes: int | None, blocks: list[Block], first: str | None = None) -> tuple[int | None, float]:
+    """Cost one chain of layers, inserting width converters; returns (out lanes, latency).
+    `first`: name of the network's first layer (geometry.input_layer_name)."""
     latency = 0.0
     for layer in layers:
         kind = check_kind(layer)
@@ -133,14 +137,18 @@ def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, st
             cost = fn(layer, rf, strategy) if kind in COMPUTE_KINDS else fn(layer)
         elif kind in COMPUTE_KINDS:
             pe, simd = folding_of(layer, folding)
-            # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window)
+            # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window),
+            # times the pixels per beat of the network's first layer
+            is_first = layer["name"] == first
             in_lanes = int(matrix_geometry(layer).in_lanes(simd))
+            if is_first:
+                in_lanes *= int(input_pixels_per_beat(layer, pe, simd))
             if lanes is not None and lanes != in_lanes:
                 dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes,
                                                in_lanes)
                 blocks.append(Block(f"{layer['name']}_dwc", "dwc", part, dwc))
                 latency += float(dwc.latency)
-            cost = rtl_cost.LAYER_MODELS[kind](layer, pe, simd)
+            cost = rtl_cost.LAYER_MODELS[kind](layer, pe, simd, first=is_first)
             lanes = pe
         else:
             cost = rtl_cost.LAYER_MODELS[kind](layer, lanes or 1)

@@ -30,11 +30,11 @@ def write_config(tmp: Path, data: dict, name: str = "cfg.yaml") -> Path:
     return path
 
 
-def _trained(tmp_path_factory, name: str, **overrides) -> Path:
+def _trained(tmp_path_factory, name: str, data: dict | None = None, **overrides) -> Path:
     from codesign.export import export
     from codesign.train import train
 
-    cfg = parse_config(example(name, **overrides))
+    cfg = parse_config(data if data is not None else example(name, **overrides))
     run = tmp_path_factory.mktemp(name) / "run"
     train(cfg, run, quiet=True)
     export(run)
@@ -65,6 +65,15 @@ def mlp_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory) -> Path:
     return _trained(tmp_path_factory, "digits_cnn", train__epochs=15)
+
+
+@pytest.fixture(scope="session")
+def cnn_valid_run(tmp_path_factory) -> Path:
+    """The digits CNN with a valid (unpadded) first conv: 8x8 -> 8x6x6, 36 output pixels for 64 input
+    pixels, so one pixel per input beat would bound a first conv that makes a pixel per cycle."""
+    data = example("digits_cnn", train__epochs=15)
+    data["model"]["backbone"][0]["padding"] = 0
+    return _trained(tmp_path_factory, "digits_cnn_valid", data)
 
 
 @pytest.fixture(scope="session")

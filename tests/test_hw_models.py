@@ -14,7 +14,7 @@ from hw_models.coefficients import coefficients
 from hw_models.devices import get_device, known_devices, load_device_file
 from hw_models.dse import apply_folding, plot_pareto, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
-from hw_models.geometry import divisors, folding_of, matrix_geometry
+from hw_models.geometry import divisors, folding_of, input_layer_name, input_pixels_per_beat, matrix_geometry
 from hw_models.stages import stage_costs
 from hw_models.system import infinite_buffer_throughput, reach_fractions, system_throughput
 
@@ -117,6 +117,52 @@ def test_conv_parallel_window_folding():
          "logits": _t([6], 16, True)}]}
     blocks = [b.kind for st_ in stage_costs(design, "rtl") for b in st_.blocks]
     assert "dwc" not in blocks
+
+
+def _mnist_conv(name="c1", k=5, stride=1):
+    oh = (28 - k) // stride + 1
+    return dict(_conv(name, 1, 6, 28, 28), kernel=[k, k], stride=[stride, stride], padding=[0, 0],
+                output=_t([6, oh, oh]))
+
+
+def test_input_pixels_per_beat_rule():
+    """IPB: the smallest divisor of IW (at most 8) whose IH*IW/IPB read beats fit the window walk."""
+    c5, c3 = _mnist_conv(k=5), _mnist_conv(k=3)
+    assert input_pixels_per_beat(c5, 6, 25) == 2    # walk 576 < 784 reads; 392 fit
+    assert input_pixels_per_beat(c3, 6, 9) == 2     # walk 676
+    assert input_pixels_per_beat(c5, 6, 5) == 1     # walk 2880: reading is not the bound
+    assert input_pixels_per_beat(c5, 1, 1) == 1
+    s2 = _mnist_conv(k=3, stride=2)                 # 13x13 = 169 output pixels
+    assert input_pixels_per_beat(s2, 6, 9) == 7     # 784/4 = 196 > 169; 784/7 = 112 fits
+    s3 = _mnist_conv(k=5, stride=3)                 # 8x8 = 64: not even IPB = 7 (112 beats) reaches it
+    assert input_pixels_per_beat(s3, 6, 25) == 7    # the largest divisor of 28 up to the cap
+    rgb = dict(_conv("rgb", 4, 8, 16, 16), padding=[0, 0], output=_t([8, 14, 14]))
+    assert input_pixels_per_beat(rgb, 8, 2) == 1    # SIMD < IC: a pixel takes several beats (CF = 2)
+    assert input_pixels_per_beat(rgb, 8, 36) == 2   # KP*IC: walk 196 < 256 reads
+    assert input_pixels_per_beat(_dense("d", 64, 10), 10, 64) == 1
+    # numpy: the same as element-wise
+    pe = np.array([1, 2, 3, 6, 6, 6])
+    simd = np.array([1, 5, 25, 25, 5, 1])
+    assert list(input_pixels_per_beat(c5, pe, simd)) == [input_pixels_per_beat(c5, p, s) for p, s in zip(pe, simd)]
+
+
+def test_only_the_first_layer_reads_several_pixels_per_beat():
+    """The network's first conv gets IPB > 1 (cycles and model), a later conv that would qualify does not."""
+    first = dict(_mnist_conv("c1", k=5), folding={"pe": 6, "simd": 25})
+    second = dict(_conv("c2", 6, 6, 24, 24), kernel=[5, 5], padding=[0, 0], output=_t([6, 20, 20]),
+                  folding={"pe": 6, "simd": 150})
+    design = {"name": "d", "num_classes": 10, "input": _t([1, 28, 28]), "stages": [
+        {"index": 0, "layers": [first, second], "head": [], "logits": _t([6], 16, True)}]}
+    assert input_layer_name(design["stages"]) == "c1"
+    cycles = {b.name: float(b.cost.cycles) for st_ in stage_costs(design, "rtl") for b in st_.blocks}
+    assert cycles["c1"] == 576                                          # 784 at one pixel per beat
+    assert float(rtl_cost.conv2d(first, 6, 25).cycles) == 784
+    assert cycles["c2"] == 24 * 24                                     # input-bound, IPB 1
+    assert float(rtl_cost.conv2d(second, 6, 150, first=True).cycles) == 400  # what IPB would give it
+    # the DSE's folding helper reaches the compute bound only for the first layer
+    from hw_models.dse import fold_for_ii
+    assert fold_for_ii(first, 576, first=True) == {"pe": 6, "simd": 25}
+    assert float(rtl_cost.conv2d(first, **fold_for_ii(first, 576)).cycles) == 784  # most lanes, still 784
 
 
 def test_small_products_go_to_dsp_one_per_lane():

@@ -24,6 +24,8 @@ VARIANTS: list[tuple[str, dict]] = [(m, {}) for m in RTL_DEPS] + [
     ("cs_cond_buffer", dict(DEPTH=1, BEATS=1)),
     ("cs_cond_buffer", dict(DEPTH=9, BEATS=288, WIDTH=12)),
     ("cs_cond_buffer", dict(DEPTH=64, BEATS=3, META_BITS=1)),
+    ("cs_swu", dict(IC=1, IW=8, SIMD=9, IPB=4, PH=1, PW=1)),   # 4 input pixels per beat
+    ("cs_conv", dict(IC=2, SIMD=2, IW=6, IPB=3, SH=2, SW=2)),  # 3 pixels per beat, KP = 1
     ("cs_width_converter", dict(IN_LANES=4, OUT_LANES=2)),
     ("cs_width_converter", dict(IN_LANES=2, OUT_LANES=3)),
     ("cs_width_converter", dict(IN_LANES=3, OUT_LANES=3)),
@@ -75,10 +77,13 @@ def test_yosys_elaborates_parallel_window(tmp_path: Path) -> None:
     for name in ("weights.hex", "bias.hex", "rom.hex"):
         (tmp_path / name).write_text("0\n")
     files = " ".join(str(p) for p in rtl_sources("cs_conv"))
-    script = (f"read_verilog -sv {files}; chparam -set IC 2 -set SIMD 6 -set PH 1 -set PW 1 cs_conv; "
-              "hierarchy -check -top cs_conv; proc; opt -fast")
-    proc = subprocess.run(["yosys", "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # and IPB pixels per input beat (the word select after each lane's read)
+    for chparams in ("-set IC 2 -set SIMD 6 -set PH 1 -set PW 1",
+                     "-set IC 1 -set SIMD 9 -set IPB 2 -set PH 1 -set PW 1"):
+        script = (f"read_verilog -sv {files}; chparam {chparams} cs_conv; "
+                  "hierarchy -check -top cs_conv; proc; opt -fast")
+        proc = subprocess.run(["yosys", "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_build_cache_skips_a_repeated_build() -> None:

@@ -1,8 +1,8 @@
 """Sliding-window modules against numpy: cs_swu (window order, both modes:
-SIMD dividing IC, and SIMD = KP*IC with KP kernel positions per beat), cs_conv
-(values bit for bit, cycles per sample exactly OH*OW*(OC/PE)*(KH*KW*IC/SIMD), or
-IH*IW*IC/in_lanes when reading the input is slower), cs_maxpool (overlapping
-and non-overlapping windows, floor mode)."""
+SIMD dividing IC, and SIMD = KP*IC with KP kernel positions per beat; IPB input
+pixels per beat), cs_conv (values bit for bit, cycles per sample exactly
+OH*OW*(OC/PE)*(KH*KW*IC/SIMD), or IH*IW*IC/(in_lanes*IPB) when reading the input
+is slower), cs_maxpool (overlapping and non-overlapping windows, floor mode)."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,7 +63,33 @@ def test_swu_parallel_window_order(name: str) -> None:
     _check_windows(exe, x, ic, simd, ib, ref, seed=13)
 
 
-# IC, OC, IH, IW, K, S, P, PE, SIMD
+# IPB input pixels per beat (the network's first layer), SIMD = IC or KP*IC:
+# IC, IH, IW, KH, KW, S, P, SIMD, IPB
+SWU_IPB = {
+    "kp1_ic1_ipb2_pad1": (1, 6, 8, 3, 3, 1, 1, 1, 2),
+    "kp1_ic3_ipb4_s2": (3, 7, 8, 3, 3, 2, 0, 3, 4),
+    "kp9_ic1_ipb4_s2_pad1": (1, 7, 8, 3, 3, 2, 1, 9, 4),
+    "kp5_ic1_k5_ipb2": (1, 8, 8, 5, 5, 1, 0, 5, 2),
+    "kp2_ic2_k2x3_ipb3_pad1": (2, 6, 6, 2, 3, 1, 1, 4, 3),  # IPB not a power of two: a true divide
+    "kp9_ic1_ipb2_pad2_s3": (1, 9, 10, 3, 3, 3, 2, 9, 2),  # window partly past both edges
+}
+
+
+@pytest.mark.parametrize("name", list(SWU_IPB))
+def test_swu_pixels_per_beat_window_order(name: str) -> None:
+    ic, ih, iw, kh, kw, s, p, simd, ipb = SWU_IPB[name]
+    ib = 4
+    exe = build_module("cs_swu", axis_ports(ipb * ic * ib, simd * ib),  # IPB pixels of IC channels per beat
+                       dict(IC=ic, IH=ih, IW=iw, KH=kh, KW=kw, SH=s, SW=s, PH=p, PW=p, SIMD=simd, IB=ib, IPB=ipb))
+    rng = np.random.default_rng(17)
+    x = rng.integers(0, 2**ib, (6, ih, iw, ic))
+    x[2] = 2**ib - 1  # all-ones sample: padding zeros stand out
+    ref = np.concatenate([windows(xi, kh, kw, s, s, p, p).reshape(-1) for xi in x])
+    # beats of IPB*IC consecutive HWC elements: IPB pixels, the lowest first
+    _check_windows(exe, x, ipb * ic, simd, ib, ref, seed=19)
+
+
+# IC, OC, IH, IW, K, S, P, PE, SIMD[, IPB]
 CONV = {
     "pad1_fold": (4, 4, 8, 8, 3, 1, 1, 2, 2),
     "stride2_nf1": (2, 3, 9, 7, 3, 2, 0, 3, 2),
@@ -73,18 +99,26 @@ CONV = {
     "kp3_pad1": (3, 4, 8, 8, 3, 1, 1, 4, 9),
     # input-bound: a whole window per cycle outruns the IH*IW input pixels
     "kp25_ic1_input_bound": (1, 6, 12, 12, 5, 1, 0, 6, 25),
+    # IPB pixels per input beat (the network's first layer)
+    "kp1_ipb2": (1, 4, 8, 8, 3, 1, 0, 4, 1, 2),
+    "kp1_ic2_ipb4_pad1": (2, 4, 8, 8, 3, 1, 1, 2, 2, 4),
+    "kp9_ipb2_no_longer_input_bound": (1, 6, 12, 12, 3, 1, 0, 6, 9, 2),  # 100 cycles, not 144
+    "kp9_s2_pad1_ipb2": (2, 4, 9, 8, 3, 2, 1, 2, 18, 2),
+    "kp25_ipb2_still_input_bound": (1, 6, 12, 12, 5, 1, 0, 6, 25, 2),  # 72 cycles to read, 64 to compute
+    "kp25_ipb4": (1, 6, 12, 12, 5, 1, 0, 6, 25, 4),
 }
 
 
 @pytest.mark.parametrize("name", list(CONV))
 def test_conv_matches_numpy_and_cycles(name: str) -> None:
-    ic, oc, ih, iw, k, s, p, pe, simd = CONV[name]
-    in_lanes = min(simd, ic)  # SIMD = KP*IC takes IC elements per input beat
+    ic, oc, ih, iw, k, s, p, pe, simd, *rest = CONV[name]
+    ipb = rest[0] if rest else 1
+    in_lanes = min(simd, ic) * ipb  # SIMD = KP*IC takes IC elements per pixel, IPB pixels per beat
     ib, wb, ob, shift = 4, 4, 4, 4
     acc_bits = wb + ib + int(np.ceil(np.log2(k * k * ic))) + 2
-    exe = build_module("cs_conv", axis_ports(in_lanes * ib, pe * ob), dict(
-        IC=ic, OC=oc, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, PH=p, PW=p, PE=pe, SIMD=simd, IB=ib, WB=wb,
-        ACC_BITS=acc_bits, HAS_ACT=1, OB=ob, SHIFT=shift, WEIGHT_FILE="w.hex", BIAS_FILE="b.hex"))
+    params = dict(IC=ic, OC=oc, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, PH=p, PW=p, PE=pe, SIMD=simd, IB=ib, WB=wb,
+                  ACC_BITS=acc_bits, HAS_ACT=1, OB=ob, SHIFT=shift, WEIGHT_FILE="w.hex", BIAS_FILE="b.hex")
+    exe = build_module("cs_conv", axis_ports(in_lanes * ib, pe * ob), dict(params, IPB=ipb) if rest else params)
     rng = np.random.default_rng(5)
     weight = rng.integers(-7, 8, (oc, ic, k, k))  # PyTorch [OC, IC, KH, KW]
     bias = rng.integers(-64, 64, oc)

@@ -4,6 +4,9 @@
 // SIMD divides IC (one kernel position per beat, IN_LANES = SIMD inputs per
 // beat) or is KP*IC with KP dividing KH*KW (KP kernel positions per beat,
 // cs_swu's parallel-window mode; the input stays IN_LANES = IC per beat).
+// IPB pixels per input beat (IN_LANES = IC only, IPB dividing IW): for the
+// network's first layer, whose image would otherwise take IH*IW cycles to read
+// (hw_models.geometry.input_pixels_per_beat decides it).
 module cs_conv #(
     parameter integer IC = 4,
     parameter integer OC = 4,
@@ -28,6 +31,7 @@ module cs_conv #(
     parameter BIAS_FILE = "bias.hex",
     parameter integer ROM_BLOCK = 0,
     parameter integer BUF_ROWS = 2 * KH + SH - 1,
+    parameter integer IPB = 1,
     // derived: do not override
     parameter integer OUT_BITS = (HAS_ACT != 0) ? OB : ACC_BITS,
     parameter integer KP = (SIMD > IC) ? SIMD / IC : 1,
@@ -35,7 +39,7 @@ module cs_conv #(
 ) (
     input wire clk,
     input wire rst,
-    input wire [IN_LANES*IB-1:0] in_tdata,
+    input wire [IPB*IN_LANES*IB-1:0] in_tdata,
     input wire in_tvalid,
     output wire in_tready,
     output wire [PE*OUT_BITS-1:0] out_tdata,
@@ -45,7 +49,7 @@ module cs_conv #(
     wire [SIMD*IB-1:0] win_tdata;
     wire win_tvalid, win_tready;
     cs_swu #(.IC(IC), .IH(IH), .IW(IW), .KH(KH), .KW(KW), .SH(SH), .SW(SW), .PH(PH), .PW(PW),
-             .SIMD(SIMD), .IB(IB), .BUF_ROWS(BUF_ROWS)) window (
+             .SIMD(SIMD), .IB(IB), .BUF_ROWS(BUF_ROWS), .IPB(IPB)) window (
         .clk(clk), .rst(rst),
         .in_tdata(in_tdata), .in_tvalid(in_tvalid), .in_tready(in_tready),
         .out_tdata(win_tdata), .out_tvalid(win_tvalid), .out_tready(win_tready));

@@ -10,10 +10,17 @@
 //   kernel positions with all IC channels each, lane l of beat s being window
 //   position p = s*KP + l in (ky, kx) flatten order, so the beat is columns
 //   [s*SIMD, (s+1)*SIMD) of the MVU's (ky, kx, c) matrix; KH*KW/KP beats per
-//   window; IL = IC (the input stream stays one pixel per beat).  Each lane
+//   window; IL = IC (one pixel per beat, unless IPB says more).  Each lane
 //   has its own padding check and read port on the line buffer: a layer with
 //   few channels (a 1-channel image) is no longer bound to KH*KW cycles per
 //   output pixel.
+// IPB > 1 (only with CF = 1, IPB dividing IW): a beat carries IPB consecutive
+// pixels of a row (pixel i at bits [i*IL*IB +: IL*IB]).  Without it a layer
+// that makes an output pixel per cycle would still need IH*IW cycles to read
+// its image (a valid 5x5 conv on 28x28: 784 cycles to read, 576 to compute).
+// A buffer word is a whole beat, so the writer keeps one write port and one
+// word per beat; each read lane fetches the word holding its pixel and picks
+// the pixel after the synchronous read.
 // Buffer: BUF_ROWS input rows in a circular buffer (rows of consecutive
 // samples follow each other, so the next sample fills while this one drains).
 // The default 2*KH+SH-1 rows lets the first rows of the next sample arrive
@@ -31,13 +38,14 @@ module cs_swu #(
     parameter integer SIMD = 4,
     parameter integer IB = 4,
     parameter integer BUF_ROWS = 2 * KH + SH - 1,
+    parameter integer IPB = 1,             // input pixels per beat (CF = 1 only; divides IW)
     // derived: do not override (kernel positions per beat, input lanes)
     parameter integer KP = (SIMD > IC) ? SIMD / IC : 1,
     parameter integer IL = SIMD / KP
 ) (
     input wire clk,
     input wire rst,
-    input wire [IL*IB-1:0] in_tdata,
+    input wire [IPB*IL*IB-1:0] in_tdata,
     input wire in_tvalid,
     output wire in_tready,
     output wire [SIMD*IB-1:0] out_tdata,
@@ -49,12 +57,16 @@ module cs_swu #(
     localparam integer SW_BITS = $clog2(NS + 1);
     localparam integer OH = (IH + 2 * PH - KH) / SH + 1;
     localparam integer OW = (IW + 2 * PW - KW) / SW + 1;
-    localparam integer DEPTH = BUF_ROWS * IW * CF;
+    localparam integer WPR = IW / IPB;     // buffer words per input row
+    localparam integer DEPTH = BUF_ROWS * WPR * CF;
     localparam integer AW = (DEPTH > 1) ? $clog2(DEPTH) : 1;
     // signed coordinates: enough for -P .. (O-1)*S - P + K and IH/IW
     localparam integer CRD = $clog2(IH + IW + 2 * (PH + PW + KH + KW + SH + SW) + 2) + 2;
     localparam integer RW = $clog2(BUF_ROWS + 1) + 1;  // row counts (0..BUF_ROWS), one spare bit
-    localparam integer DW = IL * IB;       // one buffer word: IL channels of a pixel
+    localparam integer PXW = IL * IB;      // IL channels of a pixel
+    localparam integer DW = IPB * PXW;     // one buffer word = one input beat
+    localparam integer SELW = (IPB > 1) ? $clog2(IPB) : 1;
+    localparam integer XB = $clog2(IW + 1);  // an in-image column
     localparam integer OW_BITS = SIMD * IB;
     localparam integer DKX = KP % KW;       // a lane's window position advances by KP per beat
     localparam integer DKY = KP / KW;
@@ -65,6 +77,10 @@ module cs_swu #(
     /* verilator lint_off WIDTHEXPAND */
     /* verilator lint_off WIDTHTRUNC */
 
+    // IPB at a column's width: divide and modulo by IPB in the 32 bits of an integer parameter cost
+    // yosys 0.23 ~4k LUTs per read lane (IPB = 3, IW = 12, 9 lanes: 38.8k LUTs; 0.9k at XB bits)
+    localparam [XB-1:0] IPB_X = IPB;
+
     // ---- writer: rows land in consecutive slots ------------------------------
     reg [AW-1:0] waddr;
     reg [CRD-1:0] wx;
@@ -73,7 +89,7 @@ module cs_swu #(
     wire mid_row = (wx != 0) || (wcf != 0);
     assign in_tready = mid_row || (filled < BUF_ROWS);
     wire in_fire = in_tvalid && in_tready;
-    wire row_written = in_fire && (wx == IW - 1) && (wcf == CF - 1);
+    wire row_written = in_fire && (wx == IW - IPB) && (wcf == CF - 1);
 
     reg [DW-1:0] mem [0:DEPTH-1];
     always @(posedge clk) if (in_fire) mem[waddr] <= in_tdata;
@@ -87,7 +103,7 @@ module cs_swu #(
             waddr <= (waddr == DEPTH - 1) ? {AW{1'b0}} : waddr + 1'b1;
             if (wcf == CF - 1) begin
                 wcf <= {CRD{1'b0}};
-                wx <= (wx == IW - 1) ? {CRD{1'b0}} : wx + 1'b1;
+                wx <= (wx == IW - IPB) ? {CRD{1'b0}} : wx + IPB;
             end else begin
                 wcf <= wcf + 1'b1;
             end
@@ -194,15 +210,21 @@ module cs_swu #(
             wire [RW-1:0] rel = iy - rbase;
             wire [RW:0] slot_sum = base_slot + rel;
             wire [RW:0] slot = (slot_sum >= BUF_ROWS) ? slot_sum - BUF_ROWS : slot_sum;
-            wire [AW-1:0] raddr = (slot * IW + ix) * CF + rcf;
+            wire [XB-1:0] col = ix[XB-1:0];  // wrong only in the padding, whose reads are zeroed
+            wire [XB-1:0] col_word = col / IPB_X;  // its own wire: inside raddr it would be 32 bits wide
+            wire [AW-1:0] raddr = (slot * WPR + col_word) * CF + rcf;
             reg [DW-1:0] rd_q;
+            reg [SELW-1:0] rd_sel;  // the lane's pixel within the word, known only at issue
             reg rd_zero;
-            always @(posedge clk) if (issue) rd_q <= mem[raddr];
+            always @(posedge clk) if (issue) begin
+                rd_q <= mem[raddr];
+                rd_sel <= col % IPB_X;
+            end
             always @(posedge clk) begin
                 if (rst) rd_zero <= 1'b0;
                 else rd_zero <= !in_image;
             end
-            assign rd_word[l*DW +: DW] = rd_zero ? {DW{1'b0}} : rd_q;
+            assign rd_word[l*PXW +: PXW] = rd_zero ? {PXW{1'b0}} : rd_q[rd_sel*PXW +: PXW];
         end
     endgenerate
 
