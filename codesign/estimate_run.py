@@ -49,7 +49,8 @@ def exit_points(run: Path, design: Design, kind: str) -> list[dict[str, Any]]:
     logits, labels = split_logits(design, run_dataset(run), "val")
     tables = policy_tables(design, kind)
     return [{"threshold": p["float_threshold"], "thresholds_int": p["thresholds"], "exit_fractions": p["exit_fractions"],
-             "accuracy": p["overall_accuracy"]} for p in calibration.sweep(kind, logits, labels, tables)]
+             "accuracy": p["overall_accuracy"], "samples": int(len(labels))}
+            for p in calibration.sweep(kind, logits, labels, tables)]
 
 
 def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throughput",
