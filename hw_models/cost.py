@@ -40,6 +40,19 @@ def _plain(value: ArrayLike) -> float | list:
     return float(arr) if arr.ndim == 0 else arr.tolist()
 
 
+# RAMB18E1 shapes (depth, width) yosys maps a simple dual-port memory to (512 x 36: SDP only)
+BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def bram18_by_shape(width_bits: ArrayLike, depth_words: ArrayLike) -> np.ndarray:
+    """18 Kb halves for `depth_words` words of `width_bits`: the cheapest RAMB18 shape, whole
+    blocks per shape (a 2080 x 8 memory takes 2, not the 1 its 16,640 bits would fill)."""
+    w = np.asarray(width_bits, dtype=float)[..., None]
+    d = np.asarray(depth_words, dtype=float)[..., None]
+    shapes = np.array(BRAM18_SHAPES, dtype=float)
+    return (np.ceil(d / shapes[:, 0]) * np.ceil(w / shapes[:, 1])).min(axis=-1)
+
+
 def memory_bram18(width_bits: ArrayLike, total_bits: ArrayLike, coef: dict) -> np.ndarray:
     """18 Kb halves for a memory of the given word width and size."""
     mem = coef["memory"]

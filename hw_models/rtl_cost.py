@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .coefficients import coefficients
-from .cost import Cost, memory_bram18
+from .cost import Cost, bram18_by_shape, memory_bram18
 from .geometry import MatrixGeometry, conv_cycles, input_pixels_per_beat, matrix_geometry
 
 
@@ -281,12 +281,15 @@ def conditional_buffer(depth, sample_bits: int, width_bits: int, coef: dict | No
     c = _rtl(coef)
     b = c["cond_buffer"]
     depth = np.asarray(depth, dtype=float)
-    total = cond_buffer_slots(depth) * sample_bits
+    slots = cond_buffer_slots(depth)
+    total = slots * sample_bits
     in_lutram = total <= b["lutram_max_bits"]
     lut = b["base_lut"] + np.where(in_lutram, np.ceil(total / b["lutram_bits_per_lut"]), 0.0)
     lut = lut + depth * decision_bits * b.get("decision_lut_per_bit", 1.0 / b["lutram_bits_per_lut"])
-    bram = np.where(in_lutram, 0.0, memory_bram18(width_bits, total, c))
-    ff = b["base_ff"] + 2 * np.ceil(np.log2(total / width_bits + 1)) + width_bits
+    bram = np.where(in_lutram, 0.0, bram18_by_shape(width_bits, total / width_bits))
+    bram = bram + (slots > b.get("queue_lutram_max_depth", 64))  # the forward queue leaves LUTRAM
+    # read/write pointers, the output register, and the free-slot bitmap (one FF per slot)
+    ff = b["base_ff"] + 2 * np.ceil(np.log2(total / width_bits + 1)) + width_bits + slots
     return Cost(cycles=0.0, latency=float(b["read_latency"]), lut=lut, ff=ff, bram18=bram)
 
 
