@@ -41,8 +41,9 @@ def headline(run: Path) -> str:
                      f"({ev['samples']} test samples)")
         lines.append("exit fractions: " + ", ".join(f"exit {e['index']} {e['exit_fraction']:.3f}" for e in ev["exits"]))
     if dse:
+        sized = f", sized for continue rates +{dse['rate_z']:g} std. errors" if dse.get("rate_z") else ""
         lines.append(f"predicted throughput: {dse['chosen']['throughput_samples_per_cycle']:.4g} samples/cycle on "
-                     f"{dse['device']} (no-exit baseline {dse['baseline']['throughput_samples_per_cycle']:.4g})")
+                     f"{dse['device']}{sized} (no-exit baseline {dse['baseline']['throughput_samples_per_cycle']:.4g})")
     measured = "not simulated yet (run `codesign sim`)"
     if sim:
         measured = (f"{sim['throughput_samples_per_cycle']:.4g} samples/cycle in Verilator on {sim['samples']} samples "
