@@ -35,19 +35,16 @@ def decision_capacity(stage: dict, num_classes: int, folding: dict | None = None
 
 def input_queue(stage: dict, folding: dict | None = None) -> int:
     """Whole samples stage k+1 takes from the buffer before its first block starts them."""
-    first = next((l for l in stage.get("layers", []) if l["kind"] in COMPUTE_KINDS), None)
+    first = _first_compute(stage)
     if first is None:
         return 0
     if first["kind"] == "conv2d":
-        # cs_swu keeps BUF_ROWS = 2 KH + SH - 1 input rows: while the last window rows of a sample
-        # (KH - 1 of them) are still in use, the rest take the next sample; a whole next image fits
-        # when IH rows do (Verilator, digits CNN 8x4x4 input: behaves as a one-sample queue)
-        kh, _ = first["kernel"]
-        sh = (first.get("stride") or [1, 1])[0]
-        ih = first["input"]["shape"][1]
-        return int(2 * kh + sh - 1 - (kh - 1) >= ih)
-    pe, _ = folding_of(first, folding)
-    return int(matrix_geometry(first).mh > pe)
+        # while the last window rows of a sample (KH - 1 of them) are still in use, the rest of
+        # cs_swu's rows take the next sample; a whole next image fits when IH rows do (Verilator,
+        # digits CNN 8x4x4 input: behaves as a one-sample queue)
+        kh, ih = first["kernel"][0], first["input"]["shape"][1]
+        return int(_swu_rows(first) - (kh - 1) >= ih)
+    return int(_multi_fold(first, folding))
 
 
 def drain_fraction(stage: dict, folding: dict | None = None) -> float:
@@ -58,19 +55,31 @@ def drain_fraction(stage: dict, folding: dict | None = None) -> float:
     rows release theirs (B-LeNet conv2, 12 rows, 8 output rows: after 2 of them, 1/4 of the II).
     A dense with more than one output fold has an input FIFO of one sample (no wait); with one
     fold it reads its input at its own pace, the whole II."""
-    first = next((l for l in stage.get("layers", []) if l["kind"] in COMPUTE_KINDS), None)
+    first = _first_compute(stage)
     if first is None:
         return 0.0
     if first["kind"] == "conv2d":
-        kh, _ = first["kernel"]
         sh = (first.get("stride") or [1, 1])[0]
         ph = (first.get("padding") or [0, 0])[0]
-        ih = first["input"]["shape"][1]
-        oh = first["output"]["shape"][1]
-        last_row = ih - 1 - (2 * kh + sh - 1)  # the last input row that waits for a release
+        ih, oh = first["input"]["shape"][1], first["output"]["shape"][1]
+        last_row = ih - 1 - _swu_rows(first)  # the last input row that waits for a release
         return 0.0 if last_row < 0 else min(1.0, -(-(last_row + ph + 1) // sh) / oh)
-    pe, _ = folding_of(first, folding)
-    return 0.0 if matrix_geometry(first).mh > pe else 1.0
+    return 0.0 if _multi_fold(first, folding) else 1.0
+
+
+def _first_compute(stage: dict) -> dict | None:
+    return next((l for l in stage.get("layers", []) if l["kind"] in COMPUTE_KINDS), None)
+
+
+def _swu_rows(conv: dict) -> int:
+    """cs_swu's line buffer: BUF_ROWS = 2 KH + SH - 1 input rows."""
+    return 2 * conv["kernel"][0] + (conv.get("stride") or [1, 1])[0] - 1
+
+
+def _multi_fold(layer: dict, folding: dict | None) -> bool:
+    """More than one output fold: the MVU has an input FIFO of one whole sample (codesign/rtl.py)."""
+    pe, _ = folding_of(layer, folding)
+    return matrix_geometry(layer).mh > pe
 
 
 def boundary_slots(design: dict, folding: dict | None = None,
