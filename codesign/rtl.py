@@ -30,6 +30,7 @@ from codesign import ir
 from codesign import policies as pol
 from codesign.errors import UserError
 from hw_models.geometry import conv_cycles, input_layer_name, input_pixels_per_beat
+from hw_models.geometry import input_lanes as geometry_input_lanes
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
 
 RTL_DIR = "rtl"
@@ -261,7 +262,7 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
                   "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
         pe, simd = layer.folding.pe, layer.folding.simd
         lanes = input_lanes(layer, first)
-        ipb = lanes // conv_in_lanes(layer.in_channels, simd)
+        ipb = int(input_pixels_per_beat(layer.model_dump(mode="json"), pe, simd)) if first else 1
         if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
             params["IPB"] = ipb
         # the window walk, or reading the input when KP positions per beat outrun it (hw_models' formula)
@@ -282,21 +283,10 @@ def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
                     "supported: dense, conv2d, maxpool2d, flatten")
 
 
-def conv_in_lanes(in_channels: int, simd: int) -> int:
-    """Input elements per pixel beat of a cs_conv: SIMD, or IC when SIMD = KP*IC (parallel window)."""
-    return min(simd, in_channels)
-
-
 def input_lanes(layer: Any, first: bool = False) -> int:
-    """Elements per beat a compute layer's input stream carries: SIMD (dense), conv_in_lanes (conv),
-    times the pixels per beat (hw_models.geometry.input_pixels_per_beat) of the network's first conv."""
-    simd = layer.folding.simd
-    if layer.kind != "conv2d":
-        return simd
-    lanes = conv_in_lanes(layer.in_channels, simd)
-    if first:
-        lanes *= int(input_pixels_per_beat(layer.model_dump(mode="json"), layer.folding.pe, simd))
-    return lanes
+    """Elements per beat a compute layer's input stream carries (hw_models.geometry.input_lanes:
+    SIMD, a conv's IC per pixel, times the pixels per beat of the network's first conv)."""
+    return int(geometry_input_lanes(layer.model_dump(mode="json"), layer.folding.pe, layer.folding.simd, first))
 
 
 def _out_bits(layer: Any) -> int:
@@ -584,7 +574,7 @@ class TopBuilder:
                           ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
                 comment="exit merge: round robin over the exits' results")
         self.in_lanes, self.in_bits = in_lanes, in_bits
-        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind == "conv2d" else 1
+        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind in ir.COMPUTE_KINDS else 1
         order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
         net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
 

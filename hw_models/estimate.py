@@ -9,7 +9,7 @@ from codesign.errors import UserError
 
 from .devices import RESOURCES, get_device
 from .stages import stage_costs
-from .flow_sim import BufferTiming, effective_depths, per_boundary, per_boundary_float
+from .flow_sim import BufferTiming, effective_depths, per_boundary
 from .rtl_timing import boundary_slots, drain_fraction
 from .system import (infinite_buffer_throughput, mean_latency, path_latencies,
                      reach_fractions, system_throughput, system_throughput_many)
@@ -93,7 +93,7 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
                           "decision_capacity_samples": [int(v) for v in per_boundary(timing.decision_capacity, len(stages))],
                           "input_queue_samples": [int(v) for v in per_boundary(timing.input_queue, len(stages))],
                           "effective_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
-                          "drain_cycles": [float(v) for v in per_boundary_float(timing.drain, len(stages))][:len(stages) - 1]},
+                          "drain_cycles": [float(v) for v in per_boundary(timing.drain, len(stages), float)]},
         "buffer_depths": [int(d) for d in depths],
         "throughput_samples_per_cycle": _round(thr),
         "throughput_infinite_buffers_samples_per_cycle": _round(thr_inf),

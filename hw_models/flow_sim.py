@@ -58,15 +58,10 @@ class BufferTiming:
                                     # beat leaving the buffer (one number, one per boundary, or [lanes, K-1])
 
 
-def per_boundary_float(value, n_stages: int) -> np.ndarray:
-    """per_boundary for cycle counts (floats)."""
-    arr = np.asarray(value if value is not None else 0.0, dtype=float)
-    return np.broadcast_to(arr, (max(n_stages - 1, 1),)) if arr.ndim == 0 else arr
-
-
-def per_boundary(value, n_stages: int) -> np.ndarray:
-    """A BufferTiming field given as one number or one per boundary -> int array [K-1]."""
-    arr = np.asarray(value if value is not None else 0, dtype=np.int64)
+def per_boundary(value, n_stages: int, dtype=np.int64) -> np.ndarray:
+    """A BufferTiming field given as one number or one per boundary -> array [K-1] (int: slot
+    counts; float: cycle counts)."""
+    arr = np.asarray(value if value is not None else 0, dtype=dtype)
     return np.broadcast_to(arr, (max(n_stages - 1, 0),)) if arr.ndim == 0 else arr
 
 
@@ -160,7 +155,8 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
         ring_cont = np.full((max(n_st - 1, 1), lanes, m_ring), neg)
         n_exit = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
         n_cont = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
-        drain = timing.drain if np.ndim(timing.drain) == 2 else per_boundary_float(timing.drain, n_st)
+        # [lanes, boundaries] (system_throughput_batch), or one value / one per boundary for every lane
+        drain = timing.drain if np.ndim(timing.drain) == 2 else per_boundary(timing.drain, max(n_st, 2), float)
         drain = np.broadcast_to(np.asarray(drain, dtype=float), (lanes, max(n_st - 1, 1)))
     t_start0 = np.zeros(lanes)
     t_warm = np.zeros(lanes)

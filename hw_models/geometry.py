@@ -84,7 +84,7 @@ def input_pixels_per_beat(layer: dict, pe, simd):
         return 1 if scalar else np.ones(shape, dtype=int)
     geo = matrix_geometry(layer)
     _, ih, iw = (int(v) for v in layer["input"]["shape"])
-    walk = geo.positions * (geo.mh / pe_a.astype(float)) * (geo.mw / simd_a.astype(float))
+    walk = _window_walk(geo, pe_a, simd_a)
     cands = np.array([p for p in divisors(iw) if p <= MAX_PIXELS_PER_BEAT])   # ascending, starts at 1
     ok = (ih * iw / cands) <= np.broadcast_to(walk, shape)[..., None]
     pick = np.where(ok.any(axis=-1), ok.argmax(axis=-1), len(cands) - 1)
@@ -98,10 +98,20 @@ def conv_cycles(layer: dict, pe, simd, first: bool = False):
     input_pixels_per_beat pixels per beat.  numpy-friendly."""
     geo = matrix_geometry(layer)
     _, ih, iw = (int(v) for v in layer["input"]["shape"])
-    pe, simd = np.asarray(pe, dtype=float), np.asarray(simd, dtype=float)
-    walk = geo.positions * (geo.mh / pe) * (geo.mw / simd)
-    ipb = input_pixels_per_beat(layer, pe.astype(int), simd.astype(int)) if first else 1
-    return np.maximum(walk, ih * iw * geo.simd_dim / (geo.in_lanes(simd) * ipb))
+    return np.maximum(_window_walk(geo, pe, simd), ih * iw * geo.simd_dim / input_lanes(layer, pe, simd, first))
+
+
+def input_lanes(layer: dict, pe, simd, first: bool = False):
+    """Elements per beat of a compute layer's input stream (the one definition: cost model, stage
+    chain, RTL generator): SIMD for a dense, IC (or SIMD < IC) per pixel for a conv, times
+    input_pixels_per_beat for the network's first layer.  numpy-friendly."""
+    lanes = matrix_geometry(layer).in_lanes(simd)
+    return lanes * input_pixels_per_beat(layer, pe, simd) if first else lanes
+
+
+def _window_walk(geo: MatrixGeometry, pe, simd):
+    """Cycles of a compute layer's (PE, SIMD)-folded matrix-vector walk over its positions."""
+    return geo.positions * (geo.mh / np.asarray(pe, dtype=float)) * (geo.mw / np.asarray(simd, dtype=float))
 
 
 def check_kind(layer: dict) -> str:

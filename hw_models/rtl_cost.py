@@ -10,7 +10,7 @@ import numpy as np
 
 from .coefficients import coefficients
 from .cost import Cost, bram18_by_shape, memory_bram18
-from .geometry import MatrixGeometry, conv_cycles, input_pixels_per_beat, matrix_geometry
+from .geometry import MatrixGeometry, conv_cycles, input_lanes, matrix_geometry
 
 
 def _rtl(coef: dict | None) -> dict:
@@ -121,8 +121,7 @@ def conv2d(layer: dict, pe=1, simd=1, coef: dict | None = None, first: bool = Fa
     line_bits = ((kh - 1) * (w_in + 2 * pad_w) + kw) * ic * geo.x_bits
     s = c["swu"]
     kp = geo.kernel_positions(simd).astype(float)
-    ipb = input_pixels_per_beat(layer, pe, simd) if first else 1
-    in_lanes = geo.in_lanes(simd).astype(float) * ipb
+    in_lanes = np.asarray(input_lanes(layer, pe, simd, first), dtype=float)
     lut, bram = _storage(line_bits, in_lanes * geo.x_bits, kp, c)
     extra = kp - 1.0  # read lanes beyond the first
     lane_bits = ic * geo.x_bits

@@ -9,8 +9,7 @@ from codesign.errors import UserError
 
 from . import hls_cost, rtl_cost
 from .cost import Cost
-from .geometry import (COMPUTE_KINDS, check_kind, elements, folding_of, input_layer_name, input_pixels_per_beat,
-                       matrix_geometry)
+from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of, input_lanes, input_layer_name
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
 DECISION_BITS = TAG_BITS + 8  # a decision beat: {patience state, force_idx, force_en, tag, exited}
@@ -140,9 +139,7 @@ def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, st
             # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window),
             # times the pixels per beat of the network's first layer
             is_first = layer["name"] == first
-            in_lanes = int(matrix_geometry(layer).in_lanes(simd))
-            if is_first:
-                in_lanes *= int(input_pixels_per_beat(layer, pe, simd))
+            in_lanes = int(input_lanes(layer, pe, simd, is_first))
             if lanes is not None and lanes != in_lanes:
                 dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes,
                                                in_lanes)
