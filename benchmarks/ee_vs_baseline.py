@@ -42,6 +42,7 @@ from codesign.rtl import generate_rtl
 from codesign.sim_run import run_traffic
 from codesign.train import train
 from hw_models import run_dse
+from hw_models.system import reach_fractions
 
 SWEEP_BUDGETS = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.7)
 ATHEENA = {"gain_range": [2.00, 2.78], "network": "B-LeNet", "bits": 16, "device": "xc7z045 (ZC706)"}
@@ -52,11 +53,6 @@ def ideal_gain(design, reach: list[float]) -> float:
     """C / sum_k q_k C_k: no-exit MACs over the mean MACs per sample at these reach fractions."""
     per_stage = [s.macs["backbone"] + s.macs["head"] for s in design.stages]
     return design.macs_no_exit / float(np.dot(reach, per_stage))
-
-
-def reach_of(fractions) -> list[float]:
-    """Fraction of samples reaching each stage, from the fractions leaving at each exit."""
-    return list(np.cumsum([1.0] + [-f for f in fractions[:-1]]))
 
 
 def prepare(config: Path, run: Path, device: str, budget: float, accuracy_delta: float) -> dict:
@@ -74,7 +70,7 @@ def budget_sweep(run: Path, device: str, budgets=SWEEP_BUDGETS) -> list[dict]:
     design = load_design(run)
     pol = load_policy(run)
     points = exit_points(run, design, design.policy.kind)
-    calibrated = ideal_gain(design, reach_of([e["exit_fraction"] for e in pol["validation"]["exits"]]))
+    calibrated = ideal_gain(design, reach_fractions([e["exit_fraction"] for e in pol["validation"]["exits"]]))
     rows = []
     for b in budgets:
         r = run_dse(design.as_dict(), device, budget=b, min_accuracy=pol["validation"]["overall_accuracy"],
@@ -105,7 +101,7 @@ def measure(config: Path, base: Path, device: str, budget: float, min_samples: i
     bl = run_traffic(bl_run, "data", samples=passes * n_test)
     design = load_design(run)
     fractions = [e["count"] / ee["samples"] for e in ee["exits"]]
-    reach = reach_of(fractions)
+    reach = reach_fractions(fractions)
     measured_gain = ee["throughput_samples_per_cycle"] / bl["throughput_samples_per_cycle"]
     bound = ideal_gain(design, reach)
     return {

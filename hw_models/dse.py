@@ -160,7 +160,7 @@ def sizing_fractions(fractions, samples: int | None, z: float = RATE_Z) -> list[
     f = np.asarray(fractions, dtype=float)
     if not samples or z <= 0 or len(f) < 2:
         return f.tolist()
-    reach = 1.0 - np.concatenate([[0.0], np.cumsum(f[:-1])])
+    reach = reach_fractions(f)
     up = np.minimum(1.0, reach + z * np.sqrt(reach * (1.0 - reach) / samples))
     up = np.minimum.accumulate(up)
     return (up - np.append(up[1:], 0.0)).tolist()
