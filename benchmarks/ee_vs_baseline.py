@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from codesign.baseline import write_baseline
-from codesign.calibrate_run import calibrate_run, load_policy, run_dataset
+from codesign.calibrate_run import calibrate_run, load_policy, run_dataset, run_design_ir
+from codesign.compose import calibrated_policy, compose_design
 from codesign.config import load_config
 from codesign.errors import UserError
 from codesign.estimate_run import dse_run, exit_points
@@ -66,10 +67,11 @@ def prepare(config: Path, run: Path, device: str, budget: float, accuracy_delta:
 
 
 def budget_sweep(run: Path, device: str, budgets=SWEEP_BUDGETS) -> list[dict]:
-    """The DSE's choice at each budget, predicted only (design.json is left as it is)."""
-    design = load_design(run)
+    """The DSE's choice at each budget, predicted only (design.json is left as it is): on the whole
+    network (the exported IR with the calibrated policy), as `codesign dse` explores it."""
+    design = compose_design(run_design_ir(run), calibrated_policy(run))
     pol = load_policy(run)
-    points = exit_points(run, design, design.policy.kind)
+    points = exit_points(run, design, design.policy.kind, pol["validation"]["final_accuracy"])
     calibrated = ideal_gain(design, reach_fractions([e["exit_fraction"] for e in pol["validation"]["exits"]]))
     rows = []
     for b in budgets:

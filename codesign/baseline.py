@@ -20,6 +20,7 @@ def no_exit_design(design: Design, folding: dict[str, dict] | None = None) -> De
     layers = [layer for stage in design.stages for layer in stage.layers]
     stage = Stage(index=0, input=design.stages[0].input, layers=layers, features=None, head=last.head,
                   logits=last.logits, buffer_depth=None,
+                  export_stages=[e for s in design.stages for e in s.export_stages],
                   macs={"backbone": sum(s.macs["backbone"] for s in design.stages), "head": last.macs["head"]})
     new = design.model_copy(update={"stages": [stage], "policy": None, "name": f"{design.name}_noexit"}, deep=True)
     for layer in new.layers():

@@ -1,8 +1,8 @@
 """`codesign calibrate`: per-exit integer thresholds for a run, on its validation split.
 
-Calibration works on the integer logits of the stage IR (the numpy reference),
-so the hardware's decisions equal the calibrated ones by construction. Before
-`codesign export` the IR is built in memory from the trained model.
+Calibration works on the integer logits of the stage IR as exported (every exit, the
+numpy reference), so the hardware's decisions equal the calibrated ones by construction.
+Before `codesign export` the IR is built in memory from the trained model.
 """
 from __future__ import annotations
 
@@ -14,19 +14,23 @@ from typing import Any, Sequence
 import numpy as np
 
 from codesign import calibration, policies
+from codesign.compose import POLICY_FILE, policy_tables, write_design
+from codesign.artifacts import read_artifact
 from codesign.data import Dataset, load_dataset
 from codesign.errors import UserError
-from codesign.ir import DESIGN_FILE, Design, Policy, load_design, save_design
+from codesign.ir import EXPORTED_FILE, Design, load_exported_design
 from codesign.reference import run_design
 
-POLICY_FILE = "policy.json"
+__all__ = ["POLICY_FILE", "policy_tables", "run_design_ir", "calibrate_run", "load_policy"]
 
 
 def run_design_ir(run: Path) -> Design:
-    """design.json if exported, else the same IR built in memory from model.pt."""
+    """The whole network's IR: RUN/export/design.json if exported, else built in memory from model.pt.
+
+    Never RUN/design.json, which the DSE may have reduced to fewer exits."""
     run = Path(run)
-    if (run / DESIGN_FILE).is_file():
-        return load_design(run)
+    if (run / EXPORTED_FILE).is_file():
+        return load_exported_design(run)
     from codesign.export import build_design
     from codesign.run import load_trained
 
@@ -56,11 +60,6 @@ def exit_costs(design: Design) -> list[int]:
     return costs
 
 
-def policy_tables(design: Design, kind: str) -> dict[str, Any]:
-    return policies.make_tables(kind, [s.logits.frac for s in design.stages], design.num_classes,
-                                [s.logits.bits for s in design.stages])
-
-
 def _manual(kind: str, design: Design, logits, labels, tables, thresholds: Sequence[int], costs) -> dict:
     thr = policies.check_thresholds(kind, tables, list(thresholds))
     return {
@@ -74,7 +73,8 @@ def _manual(kind: str, design: Design, logits, labels, tables, thresholds: Seque
 def calibrate_run(run: Path, policy: str = "max_softmax", accuracy_delta: float | None = None,
                   exit_rates: Sequence[float] | None = None, budget: float | None = None,
                   thresholds: Sequence[int] | None = None) -> dict[str, Any]:
-    """Calibrate, write RUN/policy.json and update design.json's policy when exported.
+    """Calibrate, write RUN/policy.json and, when exported, design.json = exported IR + this policy
+    (an earlier DSE choice no longer applies: rerun `codesign dse`).
 
     Exactly one of accuracy_delta (pp below the final exit), exit_rates (fraction
     of all samples per early exit), budget (mean MACs per sample) or explicit
@@ -102,14 +102,14 @@ def calibrate_run(run: Path, policy: str = "max_softmax", accuracy_delta: float 
     result["macs_no_exit"] = design.macs_no_exit
     result["validation"]["mac_fraction"] = result["validation"]["mean_cost"] / design.macs_no_exit
     (run / POLICY_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    if (run / DESIGN_FILE).is_file():
-        design.policy = Policy.model_validate({k: result[k] for k in ("kind", "thresholds", "tables", "float_thresholds")})
-        save_design(design, run)
+    if (run / EXPORTED_FILE).is_file():
+        write_design(run)
     return result
 
 
 def load_policy(run: Path) -> dict[str, Any]:
-    path = Path(run) / POLICY_FILE
-    if not path.is_file():
-        raise UserError(f"{path} not found; run `codesign calibrate {run}` first")
-    return json.loads(path.read_text())
+    """RUN/policy.json, its thresholds within their ranges."""
+    pol = read_artifact(run, POLICY_FILE)
+    policies.check_stored(pol["kind"], pol["tables"], pol["thresholds"], str(Path(run) / POLICY_FILE),
+                          f"rerun `codesign calibrate {run}`")
+    return pol

@@ -7,6 +7,7 @@ Heavy imports (torch, brevitas, hls4ml) happen inside the commands so that
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,8 +43,29 @@ def _check_out(out: Path, force: bool) -> None:
         raise UserError(f"{out} is not a codesign run folder; refusing to replace it even with --force")
 
 
+def _part_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An explicitly given part is never blank (a blank one would silently mean the default)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give a part name, e.g. xc7z020, or leave the option out for the design's device")
+    return value.strip() if value is not None else None
+
+
+BURST_LENGTH = click.option("--burst-length", type=click.FloatRange(min=1.0), default=1.0,
+                            help="mean burst length of exit decisions (1 = i.i.d., >= 1)")
+SAMPLES = click.IntRange(min=1)
+
+DEBUG_ENV = "CODESIGN_DEBUG"
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ[DEBUG_ENV] = "1"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="codesign")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help=f"show the Python traceback of an internal error (or set {DEBUG_ENV}=1)")
 def cli() -> None:
     """Quantised early-exit networks on FPGAs: train, calibrate, export, HLS, RTL, simulate, estimate."""
 
@@ -59,12 +81,13 @@ def train(config: Path, out: Path, force: bool, quiet: bool) -> None:
 
     cfg = load_config(config)
     _check_out(out, force)
-    from codesign.train import train as run_training
+    from codesign.steps import run_step
+    from codesign.train import check_inputs
 
-    from codesign.scratch import replace_dir
+    check_inputs(cfg)
 
-    with replace_dir(out) as scratch:  # an old run is replaced only once the new one is complete
-        result = run_training(cfg, scratch, quiet=quiet)
+    # --force: the old run is replaced only once the new one is complete
+    result = run_step("train", out, {"_config": cfg, "_quiet": quiet}, replace_all=force).result
     accs = ", ".join(f"exit {e['index']}: {e['test_accuracy']:.4f}" for e in result["exits"])
     click.echo(f"trained {cfg.name} ({result['mode']}, {result['seconds']} s); test accuracy {accs}; -> {out}")
 
@@ -73,9 +96,9 @@ def train(config: Path, out: Path, force: bool, quiet: bool) -> None:
 @RUN
 def export(run: Path) -> None:
     """Export each stage to QONNX, write design.json, prove torch == QONNX == integer reference."""
-    from codesign.export import export as run_export
+    from codesign.steps import run_step
 
-    report = run_export(run)
+    report = run_step("export", run).result
     click.echo(f"exported {len(report['stages'])} stages to {run / 'export'}; {report['samples']} test samples: "
                f"{report['mismatches']} mismatches, QONNX max abs diff {report['qonnx_max_abs_diff']}; "
                f"-> {run / 'design.json'}")
@@ -103,11 +126,9 @@ POLICY_CHOICE = click.Choice(["margin", "max_softmax", "entropy", "patience"])
 def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_rates: str | None,
               budget: float | None, thresholds: str | None) -> None:
     """Pick per-exit integer thresholds on the validation split; write policy.json (and update design.json)."""
-    from codesign.calibrate_run import calibrate_run
-    from codesign.config import load_config
-    from codesign.run import require
+    from codesign.ir import EXPORTED_FILE
+    from codesign.steps import run_step
 
-    cfg = load_config(require(run, "config.yaml", "train"))
     manual = None
     if thresholds is not None:
         try:
@@ -116,22 +137,25 @@ def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_
             raise UserError(f"--thresholds must be comma-separated integers; got {thresholds!r}") from None
     if accuracy_delta is not None and not -100 <= accuracy_delta <= 100:
         raise UserError(f"--accuracy-delta must be in [-100, 100] percentage points; got {accuracy_delta}")
-    result = calibrate_run(run, policy or cfg.policy.kind, accuracy_delta, _floats(exit_rates, "--exit-rates"),
-                           budget, manual)
+    result = run_step("calibrate", run, {"policy": policy, "accuracy_delta": accuracy_delta, "budget": budget,
+                                         "exit_rates": _floats(exit_rates, "--exit-rates"), "thresholds": manual}).result
     v = result["validation"]
     fr = ", ".join(f"{e['exit_fraction']:.3f}" for e in v["exits"])
     click.echo(f"{result['kind']} thresholds {result['thresholds']} (float {[round(t, 4) for t in result['float_thresholds']]}); "
                f"validation: accuracy {v['overall_accuracy']:.4f} (final exit {v['final_accuracy']:.4f}), "
                f"exit fractions [{fr}], MACs {v['mac_fraction']:.3f} of no-exit; -> {run / 'policy.json'}")
+    if (run / EXPORTED_FILE).is_file():
+        click.echo(f"-> {run / 'design.json'}: every exit, these thresholds, no DSE choice; rerun `codesign dse {run}` "
+                   "to build the DSE's design")
 
 
 @cli.command()
 @RUN
 def evaluate(run: Path) -> None:
     """Evaluate the calibrated network on the test split; write eval.json and eval.png."""
-    from codesign.evaluate import evaluate_run
+    from codesign.steps import run_step
 
-    r = evaluate_run(run)
+    r = run_step("evaluate", run).result
     for e in r["exits"]:
         acc = "-" if e["accuracy_of_exited"] is None else f"{e['accuracy_of_exited']:.4f}"
         click.echo(f"exit {e['index']}: fraction {e['exit_fraction']:.3f}, accuracy alone {e['accuracy_alone']:.4f}, "
@@ -174,14 +198,16 @@ def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: s
 @click.option("--device", "devices", default=None, help="comma-separated parts (default: the design's device)")
 @DEVICE_FILE
 @click.option("--backend", type=click.Choice(["rtl", "hls"]), default="rtl")
-@click.option("--burst-length", type=float, default=1.0, help="mean burst length of exit decisions (1 = i.i.d.)")
+@BURST_LENGTH
 def estimate(run: Path, devices: str | None, backend: str, burst_length: float) -> None:
     """Analytical resources, latency and throughput per layer, stage and device; estimate.json/.md/.png."""
-    from codesign.estimate_run import estimate_run, parse_devices
+    from codesign.estimate_run import parse_devices
     from codesign.ir import load_design
+    from codesign.steps import device_option, run_step
 
-    parts = parse_devices(devices) if devices else [load_design(run).device]
-    r = estimate_run(run, parts, backend, burst_length)
+    parts = parse_devices(devices) if devices is not None else [load_design(run).device]
+    r = run_step("estimate", run, {"devices": [device_option(d) for d in parts], "backend": backend,
+                                   "burst_length": burst_length}).result
     for name, d in r["devices"].items():
         util = ", ".join(f"{k.upper()} {100 * v:.1f}%" for k, v in d["utilization"].items() if v is not None)
         click.echo(f"{name}: {d['lut']:.0f} LUT, {d['ff']:.0f} FF, {d['dsp']:.0f} DSP, {d['bram']:g} BRAM18 ({util}); "
@@ -191,29 +217,31 @@ def estimate(run: Path, devices: str | None, backend: str, burst_length: float) 
 
 @cli.command()
 @RUN
-@click.option("--device", default=None, help="target part (default: the design's device)")
+@click.option("--device", default=None, callback=_part_name, help="target part (default: the design's device)")
 @DEVICE_FILE
 @click.option("--budget", type=float, default=0.7, show_default=True, help="fraction of each device resource to use")
 @click.option("--objective", type=click.Choice(["throughput", "resources"]), default="throughput")
 @click.option("--min-accuracy", type=float, default=None, help="accuracy floor (default: the calibrated accuracy)")
 @click.option("--throughput-target", type=float, default=None, help="objective resources: samples/cycle to reach")
-@click.option("--burst-length", type=float, default=1.0, help="mean burst length of exit decisions (1 = i.i.d.)")
+@BURST_LENGTH
 def dse(run: Path, device: str | None, budget: float, objective: str, min_accuracy: float | None,
         throughput_target: float | None, burst_length: float) -> None:
-    """Explore folding, exits, thresholds and buffer depths for a device; dse.json, dse.png, design.json updated."""
-    from codesign.estimate_run import dse_run
+    """Explore folding, exits, thresholds and buffer depths for a device; dse.json, dse.png, design.json = the choice."""
     from codesign.ir import load_design
+    from codesign.steps import device_option, dse_params, run_step
 
     if not 0 < budget <= 1:
         raise UserError(f"--budget must be in (0, 1] (a fraction of each device resource); got {budget}")
-    r = dse_run(run, device or load_design(run).device, budget, objective, min_accuracy, throughput_target,
-                burst_length)
+    part = device_option(device if device is not None else load_design(run).device)
+    r = run_step("dse", run, dse_params(part, budget, objective, min_accuracy, throughput_target, burst_length)).result
     c, b = r["chosen"], r["baseline"]
     click.echo(f"{r['device']}: chosen {c['throughput_samples_per_cycle']:.4g} samples/cycle with {c['lut']:.0f} LUT, "
                f"{c['dsp']:.0f} DSP (exits kept {c['exits_kept']}, thresholds {c['thresholds']}, buffers "
                f"{c['buffer_depths']}); no-exit baseline {b['throughput_samples_per_cycle']:.4g}; predicted gain "
                f"{r['predicted_gain']:.2f}x; {r['points_evaluated']} points at {r['points_per_second']:.3g}/s")
-    click.echo(f"-> {run / 'dse.json'}, {run / 'dse.png'}, folding written into {run / 'design.json'}")
+    dropped = f", exits {c['exits_dropped']} dropped (not generated)" if c["exits_dropped"] else ""
+    click.echo(f"-> {run / 'dse.json'}, {run / 'dse.png'}, {run / 'design.json'} = the chosen design "
+               f"({r['design']['stages']} stage{'s' if r['design']['stages'] != 1 else ''}{dropped})")
 
 
 @cli.command()
@@ -228,10 +256,8 @@ def flow(config: Path, out: Path, device: str | None, steps: str | None, force: 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from codesign import flow as flow_mod
-    from codesign.backends import register_backends
     from codesign.summary import headline
 
-    register_backends()
     selected = flow_mod.select_steps(steps)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]flow[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -256,35 +282,36 @@ def flow(config: Path, out: Path, device: str | None, steps: str | None, force: 
 @cli.command()
 @RUN
 @click.option("--csim", is_flag=True, help="compile with g++ and run the test split against the integer reference")
-@click.option("--part", default=None, help="FPGA part for the Vitis projects (default: the design's device)")
+@click.option("--part", default=None, callback=_part_name,
+              help="FPGA part for the Vitis projects (default: the design's device)")
 @click.option("--clock", "clock_ns", type=float, default=None, help="clock period in ns (default: the design's)")
 @click.option("--io", type=click.Choice(["parallel", "stream"]), default="parallel", help="hls4ml io type")
 def hls(run: Path, csim: bool, part: str | None, clock_ns: float | None, io: str) -> None:
     """Generate Vitis HLS projects (hls4ml per stage + threshold unit, buffers, merge) into RUN/hls/."""
-    from codesign.hls import hls_command
+    from codesign.steps import run_step
 
-    r = hls_command(run, csim, part, clock_ns, f"io_{io}")
-    line = f"wrote {r['hls_dir']} ({len(r['stages'])} stages, top {r['top']}, {r['part']} @ {r['clock_ns']} ns)"
+    r = run_step("hls", run, {"csim": csim, "part": part, "clock_ns": clock_ns, "io": f"io_{io}"}).result
+    line = f"wrote {run / 'hls'} ({len(r['stages'])} stages, top {r['top']}, {r['part']} @ {r['clock_ns']} ns)"
     if csim:
         c = r["csim"]
-        line += f"; C simulation: {c['samples']} samples, {c['mismatches']} mismatches -> {r['hls_dir']}/csim.json"
+        line += f"; C simulation: {c['samples']} samples, {c['mismatches']} mismatches -> {run / 'hls' / 'csim.json'}"
     click.echo(line)
 
 
 @cli.command()
 @RUN
 @click.option("--verify", is_flag=True, help="simulate the test split in Verilator against the integer reference")
-@click.option("--samples", type=int, default=None, help="verify only the first N test samples")
+@click.option("--samples", type=SAMPLES, default=None, help="verify only the first N test samples")
 def rtl(run: Path, verify: bool, samples: int | None) -> None:
     """Generate synthesisable Verilog for the whole early-exit design into RUN/rtl/."""
-    from codesign.rtl import rtl_command
+    from codesign.steps import run_step
 
-    r = rtl_command(run, verify, samples)
-    line = f"wrote {r['rtl_dir']} (top {r['top']}, {len(r['sources'])} sources, {r['rom_files']} ROM files)"
+    r = run_step("rtl", run, {"verify": verify, "samples": samples}).result
+    line = f"wrote {run / 'rtl'} (top {r['top']}, {len(r['sources'])} sources, {r['rom_files']} ROM files)"
     if verify:
         v = r["verify"]
         line += (f"; Verilator: {v['samples']} samples, {v['mismatches']} mismatches, "
-                 f"{v['cycles_per_sample']:.1f} cycles/sample -> {r['rtl_dir']}/verify.json")
+                 f"{v['cycles_per_sample']:.1f} cycles/sample -> {run / 'rtl' / 'verify.json'}")
     click.echo(line)
 
 
@@ -292,7 +319,8 @@ def rtl(run: Path, verify: bool, samples: int | None) -> None:
 @RUN
 @click.option("--traffic", default="data", show_default=True,
               help="data | iid:p0[,p1..] | markov:p0[,p1..],L | pattern:e0,e1,.. | trace:FILE")
-@click.option("--samples", type=int, default=None, help="samples to stream (default: the test split size)")
+@click.option("--samples", type=SAMPLES, default=None,
+              help="samples to stream (default: the test split size; at most what fits in memory)")
 @click.option("--backpressure", type=float, default=0.0, help="probability the consumer is not ready in a cycle")
 @click.option("--gaps", type=float, default=0.0, help="probability the producer has no beat in a cycle")
 @click.option("--seed", type=int, default=0)
@@ -301,28 +329,26 @@ def rtl(run: Path, verify: bool, samples: int | None) -> None:
 def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps: float, seed: int,
         sweep: str | None, fst: bool) -> None:
     """Cycle-accurate throughput of RUN/rtl in Verilator under an exit-rate distribution; RUN/sim/<name>.json."""
-    from codesign.sim_run import run_traffic, sweep as run_sweep
+    from codesign.steps import sim_step
 
     if sweep and fst:
         raise UserError("--fst writes one simulation's waveform; leave it out with --sweep")
+    step, params = sim_step(run, traffic, sweep, fst)
+    r = execute_ad_hoc(run, step, dict(params, samples=samples, backpressure=backpressure, gaps=gaps, seed=seed))
     if sweep:
-        r = run_sweep(run, sweep, samples, seed)
         for p in r["points"]:
             click.echo(f"{p['traffic']}: measured {p['throughput_samples_per_cycle']:.5g}, predicted "
                        f"{p['predicted_throughput_samples_per_cycle']:.5g} samples/cycle ({100 * p['model_error']:+.1f} %)")
         click.echo(f"mean |error| {100 * r['mean_abs_model_error']:.2f} %, worst {100 * r['max_abs_model_error']:.2f} %; "
                    f"-> {run / 'sim' / 'sweep.json'}, {run / 'sim' / 'sweep.png'}")
         return
-    r = run_traffic(run, traffic, samples, backpressure, gaps, seed, fst=fst)
     sb = r["scoreboard"]
     click.echo(f"{r['samples']} samples in {r['cycles']} cycles: measured {r['throughput_samples_per_cycle']:.5g} "
                f"samples/cycle ({r['throughput_samples_per_second']:.4g}/s), predicted "
                f"{r['predicted_throughput_samples_per_cycle']:.5g}; scoreboard lost {sb['lost']}, duplicated "
                f"{sb['duplicated']}, altered {sb['altered']}")
     if r["waveform"]:
-        click.echo(f"waveform -> {r['waveform']}")
-    if sb["lost"] or sb["duplicated"] or sb["altered"] or r["deadlock"]:
-        raise StepFailed(f"scoreboard failed under {traffic}: {sb}, deadlock {r['deadlock']}")
+        click.echo(f"waveform -> {run / r['waveform']}")
 
 
 @cli.command()
@@ -330,9 +356,12 @@ def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps:
 @click.option("--family", type=click.Choice(["xc7", "xcup"]), default="xc7", help="yosys synth_xilinx family")
 def synth(run: Path, family: str) -> None:
     """yosys synth_xilinx of RUN/rtl per stage and for the top, beside the model's figures; RUN/synth.json."""
-    from codesign.synth_run import synth_run
+    from codesign.steps import run_step
 
-    r = synth_run(run, family)
+    outcome = run_step("synth", run, {"family": family})
+    if outcome.status == "unavailable":
+        raise UserError(outcome.detail)
+    r = outcome.result
     for s in r["stages"]:
         m = s["model"]
         click.echo(f"stage {s.get('index', r['stages'].index(s))}: {s['lut']} LUT / {s['ff']} FF / {s['dsp']} DSP / "
@@ -345,9 +374,9 @@ def synth(run: Path, family: str) -> None:
 @RUN
 def report(run: Path) -> None:
     """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
-    from codesign.report import write_report
+    from codesign.steps import run_step
 
-    html, md = write_report(run)
+    html, md = (run / p.name for p in run_step("report", run).result)
     click.echo(f"-> {html}, {md}")
 
 
@@ -374,8 +403,27 @@ def sweep(sweep_yaml: Path, out: Path, address: str | None, max_parallel: int | 
     click.echo(sweep_command(sweep_yaml, out, address, max_parallel)["message"])
 
 
+def execute_ad_hoc(run: Path, step, params: dict):
+    """A one-off result nothing else depends on (a traffic simulation): locked and atomic, no stamp."""
+    from codesign.runfolder import execute
+    from codesign.steps import BY_NAME
+
+    return execute(run, step, params, force=True, record=False, registry=BY_NAME).result
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like an exception: child processes are killed, scratch folders removed, and the
+    run folder keeps its last complete results (codesign.runfolder)."""
+    click.echo("error: terminated (SIGTERM); the run folder keeps its last complete results, rerun the "
+               "command to finish", err=True)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
     import warnings
+
+    signal.signal(signal.SIGTERM, _terminate)
 
     # library chatter (optional kernels, deprecations) is not the user's problem
     for noisy in ("brevitas", "torch", "qonnx", "hls4ml", "onnxscript"):
@@ -400,6 +448,13 @@ def main() -> None:
         sys.exit(err.exit_code)
     except SystemExit:
         raise
+    except Exception as err:  # a defect of codesign, not of the user's input: one line unless debugging
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        click.echo(f"internal error: {type(err).__name__}: {first} (a codesign defect; rerun with "
+                   f"`codesign --debug ...` or {DEBUG_ENV}=1 for the traceback and report it)", err=True)
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()

@@ -2,22 +2,29 @@
 
 pydantic gives typed defaults, unknown-key rejection and per-field messages
 for free; `load_config` turns its first error into one line for the CLI.
+Everything a config alone can get wrong is refused here, before any training:
+finite numbers, a seed numpy and torch accept, a name usable in generated HDL,
+a known device. What needs the data files or another run is checked by
+`codesign.train.check_inputs`.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codesign.errors import UserError
+from codesign.yamlio import read_yaml
 
 BITS = Annotated[int, Field(ge=2, le=8, description="bit width (2..8)")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # YAML reads .inf and .nan as floats: a learning rate of inf trains a NaN network
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LinearSpec(_Strict):
@@ -76,7 +83,7 @@ LayerSpec = Annotated[
 
 class ExitSpec(_Strict):
     after: int | str = Field(description="backbone layer (0-based index or name) after which this exit sits")
-    head: list[LayerSpec] | None = Field(None, description="exit head; default model.exit_head")
+    head: list[LayerSpec] | None = Field(None, min_length=1, description="exit head; default model.exit_head")
     weight: float = Field(1.0, ge=0.0, description="loss weight w_i of this exit")
 
 
@@ -84,19 +91,29 @@ class ModelSpec(_Strict):
     backbone: list[LayerSpec] = Field(min_length=1, description="the main network, a list of layers; exits attach after any of them")
     exits: list[ExitSpec] = Field(default_factory=list, description="early exits, in backbone order")
     exit_head: list[LayerSpec] = Field(
-        default_factory=lambda: [LinearSpec(type="linear")],
+        default_factory=lambda: [LinearSpec(type="linear")], min_length=1,
         description="head used by every exit that does not give its own",
     )
     classifier: list[LayerSpec] = Field(
-        default_factory=lambda: [LinearSpec(type="linear")], description="final classifier after the backbone"
+        default_factory=lambda: [LinearSpec(type="linear")], min_length=1, description="final classifier after the backbone"
     )
     final_weight: float = Field(1.0, ge=0.0, description="loss weight of the final exit")
 
 
 class SyntheticSpec(_Strict):
-    samples: int = Field(800, ge=40, description="number of samples")
-    shape: list[int] = Field(default_factory=lambda: [1, 4, 4], description="sample shape [C, H, W] or [N]")
+    samples: int = Field(800, ge=40, le=1_000_000, description="number of samples")
+    shape: list[int] = Field(default_factory=lambda: [1, 4, 4], description="sample shape [C, H, W] or [N], sizes 1..1024")
     classes: int = Field(4, ge=2, description="number of classes")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, shape: list[int]) -> list[int]:
+        if len(shape) not in (1, 3) or not all(1 <= n <= 1024 for n in shape):
+            raise ValueError(f"give [C, H, W] (images) or [N] (vectors) of sizes 1..1024, not {shape}")
+        return shape
+
+
+PATH_DATASETS = ("mnist", "fashion-mnist")
 
 
 class DataSpec(_Strict):
@@ -106,6 +123,13 @@ class DataSpec(_Strict):
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="for data sets without a fixed test split")
     limit_train: int | None = Field(None, ge=10, description="use at most this many training samples")
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+
+    @model_validator(mode="after")
+    def _path_is_read(self) -> "DataSpec":
+        if self.path is not None and self.dataset not in PATH_DATASETS:
+            raise ValueError(f"path is read only by the {' and '.join(PATH_DATASETS)} data sets, not by "
+                             f"{self.dataset}; remove path or set dataset")
+        return self
 
 
 class QuantSpec(_Strict):
@@ -129,6 +153,13 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay")
     distill: DistillSpec = Field(default_factory=DistillSpec)
 
+    @model_validator(mode="after")
+    def _backbone_from_ic_only(self) -> "TrainSpec":
+        if self.backbone_from is not None and self.mode != "ic_only":
+            raise ValueError(f"backbone_from is used only with mode ic_only, not {self.mode}; remove it "
+                             "or set mode: ic_only")
+        return self
+
 
 class PolicySpec(_Strict):
     kind: Literal["margin", "max_softmax", "entropy", "patience"] = Field("max_softmax", description="exit policy calibrated by the flow")
@@ -140,16 +171,44 @@ class HardwareSpec(_Strict):
     clock_ns: float = Field(10.0, gt=0.0, description="design clock period")
     buffer_depth: int = Field(32, ge=1, le=4096, description="conditional buffer depth in samples")
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        from hw_models.devices import known_devices  # lazily: hw_models brings numpy and scipy
+
+        names = known_devices()
+        if device.lower() not in names:
+            raise ValueError(f"unknown device {device!r}; use one of {', '.join(names)} (hw_models/devices.yaml; "
+                             "for a part of your own pass --device-file and --device to codesign estimate or dse)")
+        return device
+
+
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
 
 class Config(_Strict):
-    name: str = Field("run", description="run name, used in reports and generated HDL names")
-    seed: int = Field(0, description="seed of data splits, initialisation and shuffling")
+    name: str = Field("run", description="run name, used in reports and generated HDL names: a letter, then up to "
+                                         "63 letters, digits or _")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of data splits, initialisation and shuffling "
+                                                         "(0 .. 2**32-1, the range numpy accepts)")
     data: DataSpec = Field(default_factory=DataSpec)
     quant: QuantSpec = Field(default_factory=QuantSpec)
     model: ModelSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _hdl_name(cls, name: str) -> str:
+        # refused rather than sanitised: the name is the generated top's, the HLS namespace's and the
+        # report's, and one spelling everywhere beats a silently different one in the Verilog
+        if not IDENTIFIER.fullmatch(name):
+            hint = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+            hint = (hint if hint[:1].isalpha() else f"run_{hint}")[:64].rstrip("_")
+            raise ValueError(f"{name!r} cannot name generated HDL: use a letter, then up to 63 letters, digits "
+                             f"or _ (e.g. {hint!r})")
+        return name
 
     @model_validator(mode="after")
     def _exits_resolve(self) -> "Config":
@@ -207,14 +266,19 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; give the path of a YAML config such as examples/digits_mlp.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}; fix the syntax") from None
+    data = read_yaml(path, "config", "see examples/digits_mlp.yaml")
     return parse_config(data, str(path))
 
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# the parts of a config that decide the trained model: the train step is tracked by these, and
+# model.pt records them (its bytes do not change with the hardware or policy sections)
+TRAINING_SECTIONS = ("seed", "data", "quant", "model", "train")
+
+
+def training_sections(cfg: Config) -> dict:
+    dump = cfg.model_dump(mode="json")
+    return {s: dump[s] for s in TRAINING_SECTIONS}

@@ -37,7 +37,8 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str], nested: list[tupl
 def render() -> str:
     lines = ["# Config reference", "",
              "Generated from the schema in `codesign/config.py` by `python -m codesign.config_doc`; every key a run",
-             "config accepts. Unknown keys are errors. See `examples/` for complete configs.", ""]
+             "config accepts. Unknown keys, a key given twice, a file that is not UTF-8 and .inf/.nan numbers are",
+             "errors. See `examples/` for complete configs.", ""]
     queue: list[tuple[str, type[BaseModel]]] = [("", Config)]
     while queue:
         prefix, model = queue.pop(0)

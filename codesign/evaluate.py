@@ -10,6 +10,7 @@ import numpy as np
 from codesign import calibration, policies
 from codesign.calibrate_run import exit_costs, load_policy, policy_tables, run_dataset, run_design_ir, split_logits
 from codesign.errors import UserError
+from codesign.ir import DESIGN_FILE, Design, Policy, load_design
 
 EVAL_FILE = "eval.json"
 PLOT_FILE = "eval.png"
@@ -59,29 +60,68 @@ def plot(curve_data: dict[str, list[dict]], chosen: dict[str, Any], final_accura
     plt.close(fig)
 
 
-def evaluate_run(run: Path) -> dict[str, Any]:
-    run = Path(run)
+def built_design(run: Path) -> tuple[Design, Policy | None, str]:
+    """The design to evaluate and its policy: design.json (after dse: the DSE's design, kept exits
+    only) when it exists, else the whole network with policy.json's thresholds."""
+    if (Path(run) / DESIGN_FILE).is_file():
+        design = load_design(run)
+        if design.num_exits > 1 and design.policy is None:
+            raise UserError(f"{Path(run) / DESIGN_FILE} has no exit policy; run `codesign calibrate {run}` first")
+        return design, design.policy, "design.json"
     pol = load_policy(run)
-    kind, thresholds = pol["kind"], pol["thresholds"]
-    design = run_design_ir(run)
+    policy = Policy.model_validate({k: pol[k] for k in ("kind", "thresholds", "tables", "float_thresholds")})
+    return run_design_ir(run), policy, "policy.json (not exported yet)"
+
+
+def _final_only(logits: list[np.ndarray], labels: np.ndarray, cost: int) -> dict[str, Any]:
+    """calibration.evaluate's summary for a design without early exits: every sample leaves at the end."""
+    right = np.argmax(logits[0], axis=1) == labels
+    acc = float(right.mean())
+    return {"overall_accuracy": acc, "final_accuracy": acc, "mean_cost": float(cost),
+            "exits": [{"exit_fraction": 1.0, "accuracy_alone": acc, "accuracy": acc}]}
+
+
+def evaluate_run(run: Path) -> dict[str, Any]:
+    """Evaluate the design that is built (design.json) on the test split; write eval.json and eval.png.
+
+    The accuracy-vs-compute curves are the whole network's (RUN/export/design.json), the
+    starred point and every figure of eval.json are the built design's."""
+    run = Path(run)
+    load_policy(run)  # calibrated first, as before
+    design, policy, source = built_design(run)
+    whole = run_design_ir(run)
     ds = run_dataset(run)
     logits, labels = split_logits(design, ds, "test")
-    tables = policy_tables(design, kind)
-    if tables["exits"] != pol["tables"]["exits"]:
-        raise UserError(f"{run}/policy.json was calibrated for another model; rerun `codesign calibrate {run}`")
     costs = exit_costs(design)
-    view = policies.integer_view(kind, logits, tables, thresholds)
-    summary = calibration.evaluate(kind, logits, labels, tables, thresholds, costs)
-    agree = policies.agreement(kind, logits, tables, pol["float_thresholds"])
+    if policy is None:
+        kind, thresholds, floats = load_policy(run)["kind"], [], []
+        summary = _final_only(logits, labels, costs[0])
+        classes = np.argmax(logits[0], axis=1)[None, :]
+        exit_index = np.zeros(len(labels), dtype=np.int64)
+        agree = {"exits": [], "exit_index": 1.0}
+    else:
+        kind, thresholds, floats = policy.kind, list(policy.thresholds), list(policy.float_thresholds)
+        tables = policy_tables(design, kind)
+        if tables["exits"] != policy.tables["exits"]:
+            raise UserError(f"the {source} policy was calibrated for another model; rerun `codesign calibrate {run}`")
+        view = policies.integer_view(kind, logits, tables, thresholds)
+        summary = calibration.evaluate(kind, logits, labels, tables, thresholds, costs)
+        classes, exit_index = view.scores.classes, view.exit_index
+        agree = policies.agreement(kind, logits, tables, floats)
     exits = []
     for k, e in enumerate(summary["exits"]):
         exits.append({"index": k, "exit_fraction": e["exit_fraction"], "accuracy_alone": e["accuracy_alone"],
                       "accuracy_of_exited": e["accuracy"], "macs_to_exit": costs[k],
                       "threshold": thresholds[k] if k < len(thresholds) else None,
-                      "float_threshold": pol["float_thresholds"][k] if k < len(thresholds) else None})
-    curve_data = curves(logits, labels, costs, design.macs_no_exit, design.num_exits, design)
+                      "float_threshold": floats[k] if k < len(thresholds) else None,
+                      "export_exit": design.exits_kept[k]})
+    whole_logits = logits if whole.num_exits == design.num_exits else split_logits(whole, ds, "test")[0]
+    curve_data = curves(whole_logits, labels, exit_costs(whole), whole.macs_no_exit, whole.num_exits, whole)
     result = {
         "policy": kind,
+        "design": source,
+        "export_stages": [st.export_stages for st in design.stages],
+        "exits_dropped": design.exits_dropped,
         "samples": int(len(labels)),
         "overall_accuracy": summary["overall_accuracy"],
         "final_accuracy": summary["final_accuracy"],
@@ -89,9 +129,9 @@ def evaluate_run(run: Path) -> dict[str, Any]:
         "mean_macs": summary["mean_cost"],
         "macs_no_exit": design.macs_no_exit,
         "exits": exits,
-        "overthinking": overthinking(view.scores.classes, labels),
+        "overthinking": overthinking(classes, labels),
         "float_integer_agreement": {"decisions": agree["exits"], "exit_index": agree["exit_index"]},
-        "exit_sequence_digest": _digest(view.exit_index),
+        "exit_sequence_digest": _digest(exit_index),
         "curves": curve_data,
     }
     (run / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")

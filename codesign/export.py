@@ -21,11 +21,11 @@ from torch import nn
 from codesign import ir
 from codesign.config import Config
 from codesign.data import Dataset
-from codesign.errors import UserError
+from codesign.errors import UserError, verification_failed
 from codesign.model import EarlyExitNet, StageModule
 from codesign.reference import run_stage
 from codesign.run import load_trained
-from codesign.scratch import replace_dir
+from codesign.scratch import keep_failed, replace_dir
 
 EXPORT_DIR = "export"
 
@@ -47,10 +47,9 @@ def _qt(t) -> tuple[int, int]:
 
 
 def _acc_bits(w: np.ndarray, b: np.ndarray, x_max: int) -> int:
-    """Signed width that holds any accumulator value for inputs in [0, x_max]."""
-    wf = w.reshape(len(w), -1)
-    hi = np.maximum(wf, 0).sum(1) * x_max + np.maximum(b, 0)
-    lo = np.minimum(wf, 0).sum(1) * x_max + np.minimum(b, 0)
+    """Signed width that holds any accumulator value for inputs in [0, x_max] (one bit more than
+    needed when a bound is a power of two: kept so that exported designs do not change)."""
+    lo, hi = ir.accumulator_range(w, b, 0, x_max)
     bound = int(max(hi.max(), -lo.min(), 1))
     return bound.bit_length() + 1
 
@@ -78,7 +77,8 @@ class _IRBuilder:
         fw = pow2_frac(float(qw.scale.reshape(-1)[0]), f"layer {name} weights")
         w_int = qw.int().detach().numpy().astype(np.int64)
         # Int16Bias: round-half-even at the accumulator scale, clamped to 16 bits, as Brevitas does
-        b_int = torch.clamp(torch.round(mod.bias.detach().double() * 2.0 ** (fx + fw)), -(2**15), 2**15 - 1)
+        b_lo, b_hi = ir.signed_range(ir.BIAS_BITS)
+        b_int = torch.clamp(torch.round(mod.bias.detach().double() * 2.0 ** (fx + fw)), b_lo, b_hi)
         b_int = b_int.numpy().astype(np.int64)
         acc_frac = fx + fw
         layer = {
@@ -170,6 +170,7 @@ def build_design(cfg: Config, model: EarlyExitNet, ds: Dataset, weights_dir: Pat
             "logits": head[-1]["output"],
             "macs": {"backbone": _macs(layers), "head": _macs(head)},
             "buffer_depth": None if last else cfg.hardware.buffer_depth,
+            "export_stages": [k],
         })
         h = feats
     design = ir.Design.model_validate({
@@ -246,10 +247,11 @@ def verify(design: ir.Design, model: EarlyExitNet, ds: Dataset, export_dir: Path
     report = {"samples": int(len(x_all)), "stages": []}
     h_int = x_all.astype(np.int64)
     h_float = torch.from_numpy(ds.to_float(x_all))
+    bad_any = np.zeros(len(x_all), dtype=bool)
     for k, stage in enumerate(design.stages):
         torch_out = StageModule(model, k).eval()
-        diffs = {"qonnx_vs_torch": 0.0, "reference_vs_torch": 0}
-        feats_next, logit_mism = [], 0
+        qonnx_diff = 0.0
+        feats_next, bad = [], []
         for start in range(0, len(x_all), batch):
             xb = h_float[start:start + batch]
             t_out = torch_out(xb)
@@ -257,35 +259,33 @@ def verify(design: ir.Design, model: EarlyExitNet, ds: Dataset, export_dir: Path
             q_out = qonnx_outputs(export_dir / f"stage_{k}.onnx", xb.numpy())
             t_list = [t_logits] if t_feats is None else [t_feats, t_logits]
             for q, t in zip(q_out, t_list):
-                diffs["qonnx_vs_torch"] = max(diffs["qonnx_vs_torch"], float(np.abs(q - t.numpy()).max()))
+                qonnx_diff = max(qonnx_diff, float(np.abs(q - t.numpy()).max()))
             ref = run_stage(design, k, h_int[start:start + batch])
             t_logits_int = _to_int(t_logits.numpy(), stage.logits.frac, f"stage {k} logits")
-            logit_mism += int((ref.logits != t_logits_int).any(axis=1).sum())
+            rows = (ref.logits != t_logits_int).any(axis=1)
             if t_feats is not None:
                 t_feats_int = _to_int(t_feats.numpy(), stage.features.frac, f"stage {k} features")
-                logit_mism += int((ref.features.reshape(len(xb), -1) != t_feats_int.reshape(len(xb), -1)).any(1).sum())
+                rows |= (ref.features.reshape(len(xb), -1) != t_feats_int.reshape(len(xb), -1)).any(1)
                 feats_next.append((t_feats, ref.features))
-        diffs["reference_vs_torch"] = logit_mism
-        report["stages"].append({"index": k, "qonnx_max_abs_diff": diffs["qonnx_vs_torch"],
-                                 "reference_mismatches": logit_mism})
+            bad.append(rows)
+        stage_bad = np.concatenate(bad)
+        bad_any |= stage_bad
+        report["stages"].append({"index": k, "qonnx_max_abs_diff": qonnx_diff,
+                                 "reference_mismatches": int(stage_bad.sum())})
         if feats_next:
             h_float = torch.cat([f for f, _ in feats_next])
             h_int = np.concatenate([r for _, r in feats_next])
     report["mismatches"] = sum(s["reference_mismatches"] for s in report["stages"])
+    report["mismatched_sample_count"] = int(bad_any.sum())
+    report["mismatched_samples"] = [int(i) for i in np.flatnonzero(bad_any)[:20]]
     report["qonnx_max_abs_diff"] = max(s["qonnx_max_abs_diff"] for s in report["stages"])
     return report
 
 
-def merge_policy(design: ir.Design, run: Path) -> None:
-    """Carry an earlier calibration into a fresh design.json."""
-    path = run / "policy.json"
-    if path.is_file():
-        pol = json.loads(path.read_text())
-        design.policy = ir.Policy.model_validate({k: pol[k] for k in ("kind", "thresholds", "tables", "float_thresholds")})
-
-
 def export(run: Path) -> dict:
-    """Write RUN/export/stage_<k>.onnx, RUN/design.json and RUN/export/verify.json."""
+    """Write RUN/export/ (stage_<k>.onnx, design.json as exported, verify.json) and RUN/design.json."""
+    from codesign.compose import write_design
+
     run = Path(run)
     cfg, model, ds = load_trained(run)
     final_dir = run / EXPORT_DIR
@@ -299,12 +299,12 @@ def export(run: Path) -> dict:
             if k < design.num_exits - 1:
                 h = StageModule(model, k).eval()(h)[0]
         report = verify(design, model, ds, tmp)
-        if report["mismatches"] or report["qonnx_max_abs_diff"] != 0.0:
-            raise UserError(f"export verification failed ({report['mismatches']} reference mismatches, QONNX max abs "
-                            f"diff {report['qonnx_max_abs_diff']}); the model breaks the bit-exact conventions")
         (tmp / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
-    design._root = run
-    merge_policy(design, run)
-    ir.save_design(design, run)
+        if report["mismatches"] or report["qonnx_max_abs_diff"] != 0.0:
+            kept = keep_failed(tmp, run, "export")  # the run keeps its last good export
+            raise verification_failed(f"export: torch vs integer reference (QONNX max abs diff "
+                                      f"{report['qonnx_max_abs_diff']:g})", report["mismatched_sample_count"],
+                                      report["samples"], report["mismatched_samples"], kept / "verify.json")
+        ir.save_design(design, tmp, "design.json")  # array paths stay relative to RUN (export/weights/...)
+    write_design(run)  # + an earlier calibration; a new export makes an earlier DSE choice void
     return report
-

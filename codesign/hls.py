@@ -2,7 +2,9 @@
 
 `hls_command(run, csim, part, clock_ns, io)` writes RUN/hls/:
 
-    stage_<k>/   hls4ml project of stage k (backbone segment + exit head), from RUN/export/stage_<k>.onnx
+    stage_<k>/   hls4ml project of stage k (backbone segment + exit head), from RUN/export/stage_<k>.onnx;
+                 a stage that runs several exported stages (an exit the DSE dropped) from
+                 qonnx/stage_<k>.onnx, one graph composed of their files (compose_stage_onnx)
     top/         firmware/<top>.{h,cpp} (dataflow top: input, stages, threshold units, conditional
                  buffers, exit merge), firmware/threshold_unit.h, tb/<top>_test.cpp, tb_data/,
                  build_prj.tcl, csim_include/ (stand-ins for vendor headers, g++ only)
@@ -37,9 +39,10 @@ import yaml
 
 from codesign import ir
 from codesign import policies as pol
-from codesign.errors import UserError
+from codesign.errors import UserError, verification_failed
 from codesign.jobs import build_jobs
 from codesign.scratch import replace_dir
+from codesign.timings import write_json
 
 HLS_DIR = "hls"
 TOP_DIR = "top"
@@ -76,12 +79,13 @@ def resolve_part(part: str | None, device: str) -> str:
 
 
 def require_inputs(run: Path) -> ir.Design:
-    """design.json with a calibrated policy and every stage's ONNX, or a UserError naming the step to run."""
+    """design.json with a calibrated policy (a one-exit design needs none) and every exported stage's ONNX,
+    or a UserError naming the step to run."""
     design = ir.load_design(run)
-    for k in range(design.num_exits):
-        if not (run / "export" / f"stage_{k}.onnx").is_file():
-            raise UserError(f"{run / 'export' / f'stage_{k}.onnx'} not found; run `codesign export {run}` first")
-    if design.policy is None:
+    for e in (e for st in design.stages for e in st.export_stages):
+        if not (run / "export" / f"stage_{e}.onnx").is_file():
+            raise UserError(f"{run / 'export' / f'stage_{e}.onnx'} not found; run `codesign export {run}` first")
+    if design.policy is None and design.num_exits >= 2:
         raise UserError(f"{run / 'design.json'} has no exit policy; run `codesign calibrate {run}` first")
     if design.num_exits >= 2:
         pol.check_thresholds(design.policy.kind, design.policy.tables, design.policy.thresholds)
@@ -148,6 +152,49 @@ def split_output_forks(model) -> None:
             model.graph.node.insert(list(model.graph.node).index(node) + 1, twin)
             for consumer in consumers:
                 consumer.input[:] = [f"{name}_to_head" if i == name else i for i in consumer.input]
+
+
+def compose_stage_onnx(design: ir.Design, k: int, path: Path) -> Path:
+    """Stage k's QONNX graph: its exported stages' files chained into one (written to `path`).
+
+    Each file's features output (its first output) feeds the next file's input, and the exit
+    heads of all but the last file are removed (onnx.compose.merge_models keeps only the named
+    outputs and extracts the graph that computes them). A stage that runs one exported stage
+    reads RUN/export/stage_<e>.onnx as it is."""
+    import onnx
+    from onnx import compose
+
+    stage = design.stages[k]
+    files = [design.root / "export" / f"stage_{e}.onnx" for e in stage.export_stages]
+    if len(files) == 1:
+        return files[0]
+    merged, notes = None, []
+    for e, f in zip(stage.export_stages, files):
+        part = onnx.load(str(f))
+        # qonnx's datatype annotations: onnx's Extractor refuses graphs that carry them, so they are set
+        # aside (renamed like the tensors) and put back on the tensors that the composed graph keeps
+        notes += [(f"x{e}_{a.tensor_name}", a) for a in part.graph.quantization_annotation]
+        del part.graph.quantization_annotation[:]
+        part = compose.add_prefix(part, f"x{e}_")  # the files share tensor and node names
+        if merged is None:
+            merged = part
+            continue
+        merged = compose.merge_models(merged, part, io_map=[(merged.graph.output[0].name, part.graph.input[0].name)],
+                                      outputs=[o.name for o in part.graph.output], name=f"stage_{k}")
+    # the Extractor lists the graph's input among the value infos too, which qonnx rejects as a duplicate
+    io = {t.name for t in [*merged.graph.input, *merged.graph.output]}
+    infos = [v for v in merged.graph.value_info if v.name not in io]
+    del merged.graph.value_info[:]
+    merged.graph.value_info.extend(infos)
+    used = {t for n in merged.graph.node for t in [*n.input, *n.output]} | {i.name for i in merged.graph.initializer}
+    for name, note in notes:
+        if name in used:
+            kept = merged.graph.quantization_annotation.add()
+            kept.CopyFrom(note)
+            kept.tensor_name = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(merged, str(path))
+    return path
 
 
 def check_operators(model, k: int) -> None:
@@ -227,7 +274,7 @@ def convert_stage(design: ir.Design, k: int, out_dir: Path, part: str, clock_ns:
     """Write the hls4ml project of stage k to out_dir and describe its top function."""
     import hls4ml
 
-    onnx_path = design.root / "export" / f"stage_{k}.onnx"
+    onnx_path = compose_stage_onnx(design, k, out_dir.parent / "qonnx" / f"stage_{k}.onnx")
     stage = design.stages[k]
     final = k == design.num_exits - 1
     project = f"{c_name(design.name)}_stage{k}"
@@ -378,17 +425,27 @@ def threshold_unit_harness(units: Sequence[tuple[str, str, dict[str, Any]]]) -> 
     return _env().get_template("threshold_unit_tb.cpp.j2").render(units=ctx)
 
 
+def exit_policy(design: ir.Design) -> tuple[str, dict[str, Any], list[int]]:
+    """(kind, tables, thresholds) of the design's threshold units; a design without early exits has
+    only the final classifier (an argmax, `margin` in the templates) and no tables but its logit grid."""
+    if design.policy is not None:
+        return design.policy.kind, design.policy.tables, list(design.policy.thresholds)
+    last = design.stages[-1].logits
+    return "margin", {"num_exits": 1, "num_classes": design.num_classes, "logit_frac": [last.frac],
+                      "logit_bits": [last.bits], "exits": []}, []
+
+
 def top_context(design: ir.Design, stages: list[StageProject], part: str, clock_ns: float, io_type: str) -> dict:
-    policy = design.policy
+    kind, tables, thresholds = exit_policy(design)
     top = f"{c_name(design.name)}_top"
     namespace = f"{c_name(design.name)}_ee"
-    exits = [exit_unit_context(policy.kind, policy.tables, k, policy.thresholds[k] if k < design.num_exits - 1 else None)
+    exits = [exit_unit_context(kind, tables, k, thresholds[k] if k < design.num_exits - 1 else None)
              for k in range(design.num_exits)]
     spec = design.input
     in_type = f"ap_{'fixed' if spec.signed else 'ufixed'}<{spec.bits}, {spec.bits - spec.frac}>"
     return {
         "design_name": design.name, "top": top, "namespace": namespace, "guard": f"{top.upper()}_H_",
-        "policy": policy.kind, "io": io_type, "num_exits": design.num_exits, "stages": stages,
+        "policy": kind, "io": io_type, "num_exits": design.num_exits, "stages": stages,
         "early_exits": exits[:-1], "in_bits": spec.bits, "in_frac": spec.frac, "in_size": spec.size,
         "in_beat_bits": 8 * ((spec.bits + 7) // 8), "in_type": in_type,
         "results_depth": sum(s.buffer_depth for s in stages if not s.final) + 2,
@@ -405,8 +462,7 @@ def write_top(design: ir.Design, hls_dir: Path, stages: list[StageProject], part
     files = {
         f"firmware/{ctx['top']}.h": env.get_template("top.h.j2").render(**ctx),
         f"firmware/{ctx['top']}.cpp": env.get_template("top.cpp.j2").render(**ctx),
-        "firmware/threshold_unit.h": threshold_unit_source(
-            design.policy.kind, design.policy.tables, design.policy.thresholds, ctx["namespace"], design.name),
+        "firmware/threshold_unit.h": threshold_unit_source(*exit_policy(design), ctx["namespace"], design.name),
         f"tb/{ctx['top']}_test.cpp": env.get_template("tb.cpp.j2").render(**ctx),
         "build_prj.tcl": env.get_template("build_prj.tcl.j2").render(**ctx),
         "csim_include/ap_axi_sdata.h": (_templates() / "csim_include" / "ap_axi_sdata.h").read_text(),
@@ -430,15 +486,14 @@ def test_split(run: Path) -> np.ndarray:
 
 def write_tb_data(top_dir: Path, x: np.ndarray, design: ir.Design) -> None:
     """tb_data/tb_input_features.dat (tag, flat integers) and tb_expected.dat (tag, class, exit)."""
-    from codesign.reference import run_design
+    from codesign.reference import design_view
 
-    policy = design.policy
     flat = x.reshape(len(x), -1).astype(np.int64)
     lines = [" ".join(map(str, [i, *row])) for i, row in enumerate(flat.tolist())]
     tb_data = top_dir / "tb_data"
     tb_data.mkdir(parents=True, exist_ok=True)
     (tb_data / "tb_input_features.dat").write_text("\n".join(lines) + "\n")
-    view = pol.integer_view(policy.kind, run_design(design, x), policy.tables, policy.thresholds)
+    _, view = design_view(design, x)
     rows = zip(range(len(x)), view.exit_class.tolist(), view.exit_index.tolist())
     (tb_data / "tb_expected.dat").write_text("".join(f"{t} {c} {e}\n" for t, c, e in rows))
 
@@ -484,18 +539,21 @@ def build_csim(hls_dir: Path, ctx: dict, stages: list[StageProject], jobs: int |
     if shutil.which(CXX) is None:
         raise UserError(f"C simulation needs a C++ compiler ({CXX}); install g++ or run without --csim")
     top_dir = hls_dir / TOP_DIR
-    build = top_dir / "csim_build"
-    build.mkdir(exist_ok=True)
-    inc = ["-I", str(ap_types_dir()), "-I", str(top_dir / "csim_include")]
-    jobs_args = [[CXX, *CXXFLAGS, *inc, *weight_loader_flags(s, (hls_dir / s.dir / "firmware" / "weights").resolve()),
-                  "-c", str(hls_dir / s.dir / "firmware" / f"{s.project}.cpp"), "-o", str(build / f"{s.project}.o")]
+    build = Path("csim_build")
+    (top_dir / build).mkdir(exist_ok=True)
+    # every path relative to top/ (where g++ and the binary run): objects and binary hold no run folder's
+    # name, so a run moved elsewhere, or built in a scratch folder and moved, is the same bytes
+    inc = ["-I", str(ap_types_dir()), "-I", "csim_include"]
+    up = Path("..")
+    jobs_args = [[CXX, *CXXFLAGS, *inc, *weight_loader_flags(s, up / s.dir / "firmware" / "weights"),
+                  "-c", str(up / s.dir / "firmware" / f"{s.project}.cpp"), "-o", str(build / f"{s.project}.o")]
                  for s in stages]
-    top, tb = top_dir / "firmware" / f"{ctx['top']}.cpp", top_dir / "tb" / f"{ctx['top']}_test.cpp"
+    top, tb = Path("firmware") / f"{ctx['top']}.cpp", Path("tb") / f"{ctx['top']}_test.cpp"
     jobs_args += [[CXX, *CXXFLAGS, *inc, "-c", str(src), "-o", str(build / f"{src.stem}.o")] for src in (top, tb)]
     with ThreadPoolExecutor(max_workers=jobs or build_jobs()) as pool:
         list(pool.map(lambda a: _compile(a, top_dir), jobs_args))
     binary = csim_binary(hls_dir, ctx["top"])
-    _compile([CXX, *[a[-1] for a in jobs_args], "-o", str(binary)], top_dir)
+    _compile([CXX, *[a[-1] for a in jobs_args], "-o", str(binary.relative_to(top_dir))], top_dir)
     return binary
 
 
@@ -553,15 +611,14 @@ def compare(design: ir.Design, ref_logits: list[np.ndarray], view: pol.IntegerVi
 def run_c_simulation(design: ir.Design, hls_dir: Path, ctx: dict, stages: list[StageProject],
          x: np.ndarray) -> dict:
     """Compile and run the C simulation on x; compare with the integer reference; the csim.json dict."""
-    from codesign.reference import run_design
+    from codesign.reference import design_view
 
-    policy = design.policy
+    kind, tables, thresholds = exit_policy(design)
     start = time.perf_counter()
     binary = build_csim(hls_dir, ctx, stages)
     compile_seconds = time.perf_counter() - start
-    ref_logits = run_design(design, x)
-    view = pol.integer_view(policy.kind, ref_logits, policy.tables, policy.thresholds)
-    never = [pol.never_threshold(policy.kind, policy.tables, k) for k in range(design.num_exits - 1)]
+    ref_logits, view = design_view(design, x)
+    never = [pol.never_threshold(kind, tables, k) for k in range(design.num_exits - 1)]
     top_dir = hls_dir / TOP_DIR
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="csim-") as tmp:
@@ -569,7 +626,7 @@ def run_c_simulation(design: ir.Design, hls_dir: Path, ctx: dict, stages: list[S
         (Path(tmp) / "all").mkdir()
         (Path(tmp) / "real").mkdir()
         all_exits = run_csim(binary, top_dir, never, design.num_exits, Path(tmp) / "all")
-        real = run_csim(binary, top_dir, policy.thresholds, design.num_exits, Path(tmp) / "real")
+        real = run_csim(binary, top_dir, thresholds, design.num_exits, Path(tmp) / "real")
     run_seconds = time.perf_counter() - start
     bad = compare(design, ref_logits, view, real, all_exits)
     n = len(x)
@@ -578,8 +635,10 @@ def run_c_simulation(design: ir.Design, hls_dir: Path, ctx: dict, stages: list[S
     return {
         "samples": int(n),
         "mismatches": int(bad.sum()),
-        "policy": policy.kind,
-        "thresholds": [int(t) for t in policy.thresholds],
+        "mismatched_samples": [int(i) for i in np.flatnonzero(bad)[:20]],
+        "policy": design.policy.kind if design.policy else None,
+        "thresholds": [int(t) for t in thresholds],
+        "export_stages": [st.export_stages for st in design.stages],
         "exits": [{"index": k, "samples": int(counts[k]), "exit_fraction": float(counts[k] / n),
                    "reference_samples": int(ref_counts[k])} for k in range(design.num_exits)],
         "compile_seconds": round(compile_seconds, 3),
@@ -623,6 +682,9 @@ def hls_command(run: Path, csim: bool, part: str | None, clock_ns: float | None,
                               "part": ctx["part"], "clock_ns": ctx["clock_ns"]}
     if csim:
         result = run_c_simulation(design, hls_dir, ctx, stages, test_split(run))
-        (hls_dir / "csim.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_json(hls_dir / "csim.json", result)
         report["csim"] = result
+        if result["mismatches"]:
+            raise verification_failed("HLS C simulation", result["mismatches"], result["samples"],
+                                      result["mismatched_samples"], hls_dir / "csim.json")
     return report

@@ -325,6 +325,17 @@ def check_thresholds(policy: str, tables: dict[str, Any], thresholds: Sequence[i
     return out
 
 
+def check_stored(policy: str, tables: Any, thresholds: Any, where: str, fix: str) -> list[int]:
+    """check_thresholds for a policy read from a file: any problem (malformed tables included) is one
+    UserError line `where: problem; fix`."""
+    try:
+        return check_thresholds(policy, tables, thresholds)
+    except UserError as err:
+        raise UserError(f"{where}: {err}; {fix}") from None
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        raise UserError(f"{where}: the {policy} tables or thresholds are malformed; {fix}") from None
+
+
 def outcome(scores: IntegerScores, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exit_index, exit_class): the first exit that decides to exit, else the final one."""
     num_exits, n = scores.classes.shape

@@ -6,10 +6,12 @@ all equal it bit for bit; see docs/ir.md for the arithmetic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from codesign import policies as pol
 from codesign.ir import Design
 
 
@@ -83,3 +85,17 @@ def run_design(design: Design, x: np.ndarray, batch: int = 2048) -> list[np.ndar
             outs[k].append(res.logits)
             h = res.features
     return [np.concatenate(o) for o in outs]
+
+
+def design_view(design: Design, x: np.ndarray, thresholds: Sequence[int] | None = None):
+    """(logits per exit, integer view of the exit decisions) of the design on x: what every back end must produce.
+
+    A design with one exit (no early exit, no policy) sends every sample to its final classifier."""
+    logits = run_design(design, x)
+    if design.num_exits == 1:
+        classes = np.argmax(logits[0], axis=1)[None, :]
+        scores = pol.IntegerScores("margin", classes, np.zeros((0, len(x)), dtype=np.int64), None)
+        return logits, pol.IntegerView(scores, np.zeros((0, len(x)), dtype=bool), np.zeros(len(x), dtype=np.int64),
+                                       classes[0])
+    thr = design.policy.thresholds if thresholds is None else thresholds
+    return logits, pol.integer_view(design.policy.kind, logits, design.policy.tables, thr)

@@ -6,12 +6,12 @@ step has not run says which command produces it.
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from codesign.artifacts import read_artifact
 from codesign.ir import load_design
 
 PLOTS = {  # figure -> (file in RUN, command that makes it)
@@ -22,8 +22,26 @@ PLOTS = {  # figure -> (file in RUN, command that makes it)
 }
 
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+SECTIONS = {  # report data key -> artifact
+    "train": "train.json", "eval": "eval.json", "dse": "dse.json", "estimate": "estimate.json",
+    "export_verify": "export/verify.json", "csim": "hls/csim.json", "rtl_verify": "rtl/verify.json",
+    "sim": "sim/data.json", "sweep": "sim/sweep.json", "synth": "synth.json",
+}
+
+
+def stale_artifacts(run: Path) -> dict[str, str]:
+    """Artifacts a step made before its inputs changed: {file: "why (command to rerun)"}. The report
+    leaves them out rather than show an earlier result; a stale design.json means no report at all."""
+    from codesign.errors import UserError
+    from codesign.runfolder import stale_inputs
+    from codesign.steps import BY_NAME, REPORT_READS
+
+    found = {rel: f"{change} since `codesign {maker.name}` made it" for rel, maker, change
+             in stale_inputs(run, list(REPORT_READS), BY_NAME)}
+    if "design.json" in found:
+        raise UserError(f"{run / 'design.json'} is stale: {found['design.json']}; rerun that step "
+                        f"(or `codesign flow`) first")
+    return found
 
 
 def _layer_rows(design) -> list[dict[str, Any]]:
@@ -40,24 +58,45 @@ def _layer_rows(design) -> list[dict[str, Any]]:
     return rows
 
 
+def built_design(run: Path, design, dse: dict | None, ev: dict | None) -> dict[str, Any]:
+    """Which exits design.json builds, whether it is the DSE's choice and whether eval.json evaluated it."""
+    from codesign.estimate_run import eval_describes
+    from codesign.ir import EXPORTED_FILE, load_exported_design
+
+    exported = load_exported_design(run).num_exits if (run / EXPORTED_FILE).is_file() else design.num_exits
+    thresholds = [int(t) for t in design.policy.thresholds] if design.policy else []
+    chosen = (dse or {}).get("chosen") or {}
+    return {
+        "exits_kept": design.exits_kept, "exits_dropped": design.exits_dropped, "exported_exits": exported,
+        "export_stages": [st.export_stages for st in design.stages],
+        "is_dse_choice": None if dse is None else (chosen.get("exits_kept") == design.exits_kept
+                                                   and chosen.get("thresholds") == thresholds),
+        "eval_describes_it": None if ev is None else eval_describes(ev, design),
+    }
+
+
 def collect(run: Path) -> dict[str, Any]:
     """Everything the report shows, as plain data (also handy for scripts)."""
     run = Path(run)
     design = load_design(run)
+    stale = stale_artifacts(run)
+
     data = {
-        "run": str(run), "name": design.name, "device": design.device, "clock_ns": design.clock_ns,
+        # commands name no folder ("RUN"): a moved run's report is the same bytes
+        "run": "RUN", "name": design.name, "device": design.device, "clock_ns": design.clock_ns,
         "num_exits": design.num_exits, "policy": design.policy.model_dump() if design.policy else None,
         "layers": _layer_rows(design), "macs_no_exit": design.macs_no_exit,
-        "train": _json(run / "train.json"), "eval": _json(run / "eval.json"), "dse": _json(run / "dse.json"),
-        "estimate": _json(run / "estimate.json"), "export_verify": _json(run / "export" / "verify.json"),
-        "csim": _json(run / "hls" / "csim.json"), "rtl_verify": _json(run / "rtl" / "verify.json"),
-        "sim": _json(run / "sim" / "data.json"), "sweep": _json(run / "sim" / "sweep.json"),
-        "synth": _json(run / "synth.json"),
+        # a stale artifact is left out, as if its step had not run
+        **{key: None if name in stale else read_artifact(run, name, missing_ok=True)
+           for key, name in SECTIONS.items()},
     }
-    data["plots"] = {key: {"file": name, "present": (run / name).is_file(), "command": cmd.format(run=run)}
+    data["built"] = built_design(run, design, data["dse"], data["eval"])
+    data["stale"] = [{"file": rel, "why": why} for rel, why in sorted(stale.items())]
+    data["plots"] = {key: {"file": name, "present": (run / name).is_file() and name not in stale,
+                           "command": cmd.format(run="RUN")}
                      for key, (name, cmd) in PLOTS.items()}
     if data["sweep"]:  # the exact sweep that made the plot
-        data["plots"]["sim_sweep"]["command"] = f"codesign sim {run} --sweep '{data['sweep']['sweep']}'"
+        data["plots"]["sim_sweep"]["command"] = f"codesign sim RUN --sweep '{data['sweep']['sweep']}'"
     return data
 
 

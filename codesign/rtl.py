@@ -28,7 +28,9 @@ import numpy as np
 
 from codesign import ir
 from codesign import policies as pol
-from codesign.errors import UserError
+from codesign.errors import UserError, verification_failed
+from codesign.reference import design_view as reference
+from codesign.timings import write_json
 from hw_models.geometry import conv_cycles, input_layer_name, input_pixels_per_beat
 from hw_models.geometry import input_lanes as geometry_input_lanes
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
@@ -737,10 +739,9 @@ def generate_rtl(run: str | Path) -> Path:
 
 
 def load_manifest(run: str | Path) -> dict[str, Any]:
-    path = Path(run) / RTL_DIR / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{path} not found; run `codesign rtl {run}` first")
-    return json.loads(path.read_text())
+    from codesign.artifacts import read_artifact
+
+    return read_artifact(run, f"{RTL_DIR}/{MANIFEST}")
 
 
 # --------------------------------------------------------------------------- simulation
@@ -868,22 +869,17 @@ def decode(manifest: dict[str, Any], result: Any, n: int) -> Outcome:
     return Outcome(classes, exits, logits, extra, cycles)
 
 
-def reference(design: ir.Design, x: np.ndarray, thresholds: Sequence[int] | None = None):
-    """(logits per exit, integer view) of the integer reference."""
-    from codesign.reference import run_design
+@dataclasses.dataclass
+class Expected:
+    """What each sample should produce when not the policy but the testbench picks its exit."""
 
-    logits = run_design(design, x)
-    if design.num_exits == 1:  # no exit decision: every sample leaves at the final classifier
-        classes = np.argmax(logits[0], axis=1)[None, :]
-        scores = pol.IntegerScores("margin", classes, np.zeros((0, len(x)), dtype=np.int64), None)
-        return logits, pol.IntegerView(scores, np.zeros((0, len(x)), dtype=bool), np.zeros(len(x), dtype=np.int64),
-                                       classes[0])
-    thr = design.policy.thresholds if thresholds is None else thresholds
-    return logits, pol.integer_view(design.policy.kind, logits, design.policy.tables, thr)
+    exit_index: np.ndarray
+    exit_class: np.ndarray
 
 
 def compare(outcome: Outcome, logits: list[np.ndarray], view: Any) -> np.ndarray:
-    """Per sample: True where class, exit index or any exit's logits differ (or a logit beat is missing)."""
+    """Per sample: True where class, exit index or any exit's logits differ (or a logit beat is missing).
+    `view`: the reference's IntegerView, or an Expected."""
     n = len(view.exit_index)
     bad = (outcome.classes != view.exit_class) | (outcome.exits != view.exit_index)
     for k, got in enumerate(outcome.logits):
@@ -966,7 +962,7 @@ def verify_rtl(run: str | Path, samples: int | None = None) -> dict[str, Any]:
         "build_seconds": round(build_seconds, 3),
         "run_seconds": round(run_seconds, 3),
     }
-    (run / RTL_DIR / VERIFY).write_text(json.dumps(report, indent=1) + "\n")
+    write_json(run / RTL_DIR / VERIFY, report, indent=1)
     return report
 
 
@@ -989,5 +985,8 @@ def rtl_command(run: str | Path, verify: bool = False, samples: int | None = Non
     summary: dict[str, Any] = {"rtl_dir": str(out), "top": man["top"], "sources": man["sources"],
                                "rom_files": len(man["rom_files"])}
     if verify:
-        summary["verify"] = verify_rtl(run, samples)
+        v = summary["verify"] = verify_rtl(run, samples)
+        if v["mismatches"]:
+            raise verification_failed("RTL simulation (Verilator" + (", timed out)" if v["timeout"] else ")"),
+                                      v["mismatches"], v["samples"], v["mismatched_samples"], run / RTL_DIR / VERIFY)
     return summary

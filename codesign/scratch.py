@@ -22,3 +22,17 @@ def replace_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+FAILED_DIR = ".codesign/failed"
+
+
+def keep_failed(scratch: Path, run: Path, step: str) -> Path:
+    """Move the scratch folder of a step whose verification failed to RUN/.codesign/failed/<step> (for
+    debugging; an earlier failure of the step is replaced) and return its new path."""
+    dest = Path(run) / FAILED_DIR / step
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    Path(scratch).rename(dest)
+    return dest

@@ -13,26 +13,20 @@ import csv
 import hashlib
 import io
 import json
-import logging
-import os
 import random
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codesign.config import Config, _one_line, load_config
 from codesign.errors import UserError
+from codesign.ray_cluster import connect, import_ray
 from codesign.sweep_worker import done_row, read_json, write_atomic
-
-INSTALL_HINT = ("codesign sweep needs Ray, the optional `cluster` extra: pip install '.[cluster]' "
-                "(or pip install 'ray[default]')")
-
+from codesign.yamlio import read_yaml
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -199,10 +193,8 @@ def expand(spec: SweepFile, base: Config, steps: tuple[str, ...]) -> list[Point]
 
 
 def _resolve_steps(spec: str) -> tuple[str, ...]:
-    from codesign.backends import register_backends
     from codesign.flow import select_steps
 
-    register_backends()  # back ends add their steps at run time: never a fixed list here
     return tuple(s.name for s in select_steps(spec))
 
 
@@ -211,10 +203,7 @@ def load_sweep(path: Path, out: Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file {path} not found; see examples/sweep_digits.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: malformed YAML: {getattr(err, 'problem', err)}") from None
+    data = read_yaml(path, "sweep file", "see examples/sweep_digits.yaml")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping (base, axes, steps, ...); see examples/sweep_digits.yaml")
     try:
@@ -316,50 +305,6 @@ def plot_pareto(path: Path, rows: list[dict]) -> None:
 # --- running on Ray ---------------------------------------------------------------------------
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError(INSTALL_HINT) from None
-    if ray is None:  # sys.modules['ray'] = None also means "not installed"
-        raise UserError(INSTALL_HINT)
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """ray.init on a dead address hangs for minutes; a plain TCP connect says so in seconds."""
-    if address == "auto":
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"cluster address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379 from `ray start --head`)")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as err:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); start it with "
-                        "`ray start --head` on the head node, or drop --address to run on this machine") from None
-
-
-def connect(address: str | None) -> bool:
-    """Join the cluster at `address`, or start a local one; True if this call started Ray (so it shuts it down)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    if address:
-        _check_reachable(address)
-        try:
-            ray.init(address=address, **quiet)
-        except Exception as err:  # ConnectionError, version mismatch, auth: one line for the user
-            raise UserError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
-    else:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        # "local": a new cluster even if this machine already runs one (ray.init() alone would join it)
-        ray.init(address="local", num_cpus=cpus, **quiet)
-    return True
-
-
 Event = Callable[[str, dict], None]  # kind: planned | note | skipped | started | finished; then a row or payload
 
 
@@ -454,8 +399,9 @@ def sweep_command(sweep_yaml: Path, out: Path, address: str | None, max_parallel
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
+    # a bar only on a terminal: into a pipe or a log file rich would write an empty line at the end
     with Progress(TextColumn("[bold]sweep[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task("starting", total=None)
         state = {"running": 0, "failed": 0}
 

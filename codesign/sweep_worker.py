@@ -103,7 +103,6 @@ def run_point(point: dict, run_dir: str, retries: int, num_cpus: float = 1.0) ->
     Returns the point's row (status done or failed); never raises for a step
     error, so that Ray retries the task only when its worker dies.
     """
-    from codesign.backends import register_backends
     from codesign.flow import run_flow
 
     # a task owns num_cpus cores: more torch threads or compiler processes would fight the neighbouring tasks
@@ -115,7 +114,6 @@ def run_point(point: dict, run_dir: str, retries: int, num_cpus: float = 1.0) ->
         torch.set_num_threads(cores)
     except ImportError:
         pass
-    register_backends()
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     config = _write_point_config(run, point["config"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import UserError
+from codesign.timings import write_json
 from codesign.yosys import require_yosys
 
 SYNTH_FILE = "synth.json"
@@ -129,13 +130,13 @@ def _error(measured: float, model: float) -> float | None:
 def synth_run(run: Path, family: str = "xc7", write: bool = True) -> dict[str, Any]:
     """Synthesise RUN/rtl with yosys; per-stage and top LUT/FF/DSP/BRAM/CARRY vs hw_models -> RUN/synth.json."""
     from codesign import ir
-    from codesign.rtl import MANIFEST, RTL_DIR
+    from codesign.rtl import MANIFEST, RTL_DIR, load_manifest
 
     run = Path(run)
     require_yosys()
     if not (run / RTL_DIR / MANIFEST).is_file():
         raise UserError(f"{run}/rtl not generated; run `codesign rtl {run}` first")
-    man = json.loads((run / RTL_DIR / MANIFEST).read_text())
+    man = load_manifest(run)
     design = ir.load_design(run)
     n_stages = len(design.stages)
     mods, inst, own, seconds = run_yosys(run / RTL_DIR, man["sources"], man["top"], family)
@@ -171,11 +172,11 @@ def synth_run(run: Path, family: str = "xc7", write: bool = True) -> dict[str, A
         "method": "yosys synth_xilinx -noiopad (hierarchy kept), stat -json per module, instances summed per stage",
         "units": {"bram": "36 Kb tiles (18 Kb half = 0.5)"},
         "yosys_seconds": round(seconds, 2),
-        "command": f"codesign synth {run}",
+        "command": f"codesign synth RUN --family {family}",
     }
     with_model(result, design)
     if write:
-        (run / SYNTH_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(run / SYNTH_FILE, result)
     return result
 
 

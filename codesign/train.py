@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from codesign.config import Config, dump_config
-from codesign.data import Dataset, load_dataset
+from codesign.config import Config, dump_config, training_sections
+from codesign.data import Dataset, check_files, load_dataset
 from codesign.errors import UserError
 from codesign.model import EarlyExitNet, build_model, fold_batchnorm, has_batchnorm
+from codesign.timings import write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -98,7 +99,7 @@ def run_phase(model: EarlyExitNet, ds: Dataset, cfg: Config, phase: Phase, progr
     x_all = torch.from_numpy(ds.to_float(ds.train.x))
     y_all = torch.from_numpy(ds.train.y)
     task = progress.add_task(phase.name, total=phase.epochs, acc="")
-    for _ in range(phase.epochs):
+    for epoch in range(phase.epochs):
         model.train()
         if phase.frozen_backbone:
             _freeze_backbone(model, True)
@@ -106,6 +107,9 @@ def run_phase(model: EarlyExitNet, ds: Dataset, cfg: Config, phase: Phase, progr
         for start in range(0, len(order), cfg.train.batch_size):
             idx = order[start:start + cfg.train.batch_size]
             loss = joint_loss(model(x_all[idx]), y_all[idx], cfg, phase.active)
+            if not torch.isfinite(loss):  # every later step would blame the quantisers of a NaN network
+                raise UserError(f"training diverged: the loss is {loss.item()} in epoch {epoch + 1} of {phase.name}; "
+                                f"lower train.lr (now {cfg.train.lr:g})")
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -115,11 +119,28 @@ def run_phase(model: EarlyExitNet, ds: Dataset, cfg: Config, phase: Phase, progr
     _freeze_backbone(model, False)
 
 
-def _load_backbone(model: EarlyExitNet, run: str) -> None:
+def _backbone_blob(run: str) -> dict:
+    from codesign.run import read_model_file
+
     path = Path(run) / "model.pt"
     if not path.is_file():
         raise UserError(f"train.backbone_from: {path} not found; train that run first")
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    try:
+        return read_model_file(path, "rerun `codesign train` for that run or point train.backbone_from at another")
+    except UserError as err:
+        raise UserError(f"train.backbone_from: {err}") from None
+
+
+def check_inputs(cfg: Config) -> None:
+    """What a config points at, checked before anything is written: the data set's files (headers and
+    sizes) and the model.pt of train.backbone_from."""
+    check_files(cfg.data)
+    if cfg.train.mode == "ic_only" and cfg.train.backbone_from is not None:
+        _backbone_blob(cfg.train.backbone_from)
+
+
+def _load_backbone(model: EarlyExitNet, run: str) -> None:
+    state = _backbone_blob(run)["state_dict"]
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if not k.startswith("heads.") or k.startswith(f"heads.{model.num_exits - 1}.")}
     # learned activation scales appear in a state dict only after training: Brevitas loads them itself
@@ -149,7 +170,6 @@ def train(cfg: Config, out: Path, quiet: bool = False) -> dict:
         model = fold_batchnorm(model, cfg, ds.shape, ds.bits, ds.frac, ds.num_classes)
     split_acc = {s: exit_accuracies(model, ds, s) for s in ("train", "val", "test")}
     result = {
-        "name": cfg.name,
         "mode": cfg.train.mode,
         "dataset": ds.name,
         "epochs": cfg.train.epochs,
@@ -164,9 +184,10 @@ def train(cfg: Config, out: Path, quiet: bool = False) -> dict:
         "batchnorm_folded": folded,
     }
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(mode="json"), "batchnorm_folded": folded,
+    # only what training depends on: model.pt's bytes do not change with the hardware or policy sections
+    torch.save({"state_dict": model.state_dict(), "config": training_sections(cfg), "batchnorm_folded": folded,
                 "input": {"shape": list(ds.shape), "bits": ds.bits, "frac": ds.frac},
                 "num_classes": ds.num_classes}, out / "model.pt")
     (out / "config.yaml").write_text(dump_config(cfg))
-    (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "train.json", result)
     return result

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codesign.errors import UserError
+from codesign.yamlio import read_yaml
 
 _DATA = Path(__file__).with_name("devices.yaml")
 RESOURCES = ("lut", "ff", "dsp", "bram")
@@ -39,25 +40,36 @@ class Device:
 _registry: dict[str, Device] = {}
 
 
+class _Entry(BaseModel):
+    """One part of a device file, as the data sheet gives it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    family: str = "xc7"
+    lut: int = Field(gt=0)
+    ff: int = Field(gt=0)
+    dsp: int = Field(ge=0)
+    bram36: int = Field(ge=0)
+    uram: int = Field(0, ge=0)
+    clock_ns: float = Field(10.0, gt=0)
+
+
 def _parse(name: str, entry: object, source: str) -> Device:
     if not isinstance(entry, dict):
         raise UserError(f"device {name!r} in {source} is not a mapping; give lut, ff, dsp, bram36, uram, clock_ns")
-    missing = [k for k in ("lut", "ff", "dsp", "bram36") if k not in entry]
-    if missing:
-        raise UserError(f"device {name!r} in {source} lacks {', '.join(missing)}; add them (totals from the data sheet)")
     try:
-        return Device(name=name, family=str(entry.get("family", "xc7")), lut=int(entry["lut"]),
-                      ff=int(entry["ff"]), dsp=int(entry["dsp"]), bram36=int(entry["bram36"]),
-                      uram=int(entry.get("uram", 0)), clock_ns=float(entry.get("clock_ns", 10.0)))
-    except (TypeError, ValueError) as err:
-        raise UserError(f"device {name!r} in {source} has a non-numeric total ({err}); use plain numbers") from None
+        return Device(name=name, **_Entry.model_validate(entry).model_dump())
+    except ValidationError as err:
+        missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing"]
+        if missing:
+            raise UserError(f"device {name!r} in {source} lacks {', '.join(missing)}; add them (totals from the "
+                            "data sheet)") from None
+        first = err.errors()[0]
+        raise UserError(f"device {name!r} in {source}: {'.'.join(map(str, first['loc']))}: {first['msg']}; give "
+                        "the data sheet's totals as plain numbers (format of hw_models/devices.yaml)") from None
 
 
 def _load(path: Path) -> dict[str, Device]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"cannot read device file {path} ({err.__class__.__name__}); give a readable YAML file") from None
+    data = read_yaml(path, "device file", "write `part: {lut: .., ff: .., dsp: .., bram36: ..}` as in hw_models/devices.yaml")
     if not isinstance(data, dict) or not data:
         raise UserError(f"device file {path} holds no devices; write `part: {{lut: .., ff: .., dsp: .., bram36: ..}}`")
     return {str(k).lower(): _parse(str(k).lower(), v, str(path)) for k, v in data.items()}

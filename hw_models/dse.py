@@ -113,12 +113,14 @@ def _group_table(layers: list[dict], totals: np.ndarray, first: str | None = Non
 def _groups(design: dict, kept: tuple[int, ...]) -> list[dict]:
     """Merge original stages into kept stages; kept: early-exit indices kept."""
     stages = design["stages"]
-    groups, layers = [], []
+    groups, layers, members = [], [], []
     for k, st in enumerate(stages):
         layers = layers + list(st.get("layers", []))
+        members = members + [(k, st)]
         if k in kept or k == len(stages) - 1:
-            groups.append({"exit": k, "layers": layers, "head": list(st.get("head", [])), "stage": st})
-            layers = []
+            groups.append({"exit": k, "layers": layers, "head": list(st.get("head", [])), "stage": st,
+                           "members": members})
+            layers, members = [], []
     return groups
 
 
@@ -462,13 +464,22 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
 
 
 def reduced_design(design: dict, kept: list[int]) -> dict:
-    """The design with only the kept early exits: dropped exits' stages merge forward."""
+    """The design with only the kept early exits: a dropped exit's stage merges into the next kept
+    stage (its backbone layers first; its head, threshold unit and conditional buffer gone).
+
+    The merged stage takes the first member's input, the kept stage's head, features and buffer,
+    the members' backbone MACs, and records the original stages it runs (`export_stages`)."""
     groups = _groups(design, tuple(kept))
     stages = []
     for i, g in enumerate(groups):
+        members = [m for _, m in g["members"]]
         st = dict(g["stage"])
-        st["index"] = i
-        st["layers"] = g["layers"]
+        st.update(index=i, layers=g["layers"],
+                  export_stages=[e for k, m in g["members"] for e in (m.get("export_stages") or [k])])
+        if "input" in members[0]:
+            st["input"] = members[0]["input"]
+        if "macs" in st:
+            st["macs"] = {"backbone": sum(int(m["macs"]["backbone"]) for m in members), "head": int(st["macs"]["head"])}
         stages.append(st)
     return {**design, "stages": stages}
 
@@ -499,25 +510,16 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     return _describe_many(design, [best], 1.0)[0]
 
 
-def apply_folding(design: dict, chosen: dict) -> dict:
-    """A copy of the design with the chosen folding and buffer depths written in."""
-    new = {**design, "stages": [dict(s) for s in design["stages"]]}
+def chosen_design(design: dict, chosen: dict) -> dict:
+    """The design the DSE chose (`chosen`: its result's "chosen"): the kept exits only
+    (`reduced_design`), with the chosen folding and buffer depths written in."""
+    new = reduced_design(design, list(chosen["exits_kept"][:-1]))
     for st in new["stages"]:
         for key in ("layers", "head"):
             st[key] = [dict(l, folding=chosen["folding"][l["name"]]) if l["name"] in chosen["folding"] else l
                        for l in st.get(key, [])]
-    kept = chosen["exits_kept"][:-1]
-    for k, d in zip(kept, chosen["buffer_depths"]):
-        new["stages"][k]["buffer_depth"] = int(d)
-    # a dropped exit's head stays in the generated hardware (its threshold says "never"), and the
-    # split stalls the stage when the head is slower: fold it just fast enough (found when the no-exit
-    # choice on B-LeNet, II 784, measured 0.36 x its prediction with the head at PE = SIMD = 1)
-    ii = 1.0 / float(chosen["throughput_samples_per_cycle"])
-    first = input_layer_name(new["stages"])
-    for k, st in enumerate(new["stages"][:-1]):
-        if k not in kept:
-            st["head"] = [dict(l, folding=fold_for_ii(l, ii, l["name"] == first)) if l.get("kind") in COMPUTE_KINDS
-                          and l["name"] not in chosen["folding"] else l for l in st.get("head", [])]
+    for st, d in zip(new["stages"][:-1], chosen["buffer_depths"]):
+        st["buffer_depth"] = int(d)
     return new
 
 

@@ -139,7 +139,8 @@ def throughput_curve(design: dict, exit_fractions, rates, backend: str = "rtl", 
     depths = buffer_depths or [int(s.get("buffer_depth", 32)) for s in design["stages"][:-1]]
     f = np.asarray(exit_fractions, dtype=float)
     shape = f[:-1] / f[:-1].sum() if f[:-1].sum() > 0 else np.full(len(f) - 1, 1.0 / max(len(f) - 1, 1))
-    rows = np.array([np.append(shape * p, 1.0 - p) for p in rates])
+    # a design without early exits (the DSE kept none) runs every sample through: a flat curve
+    rows = np.array([np.append(shape * p, 1.0 - p) if len(f) > 1 else [1.0] for p in rates])
     timing = buffer_timing(stages, decision_latency, None, design if backend == "rtl" else None, folding)
     return {"rate": [float(p) for p in rates],
             "infinite": system_throughput_many(ii, rows).tolist(),
@@ -160,7 +161,7 @@ def plot_throughput_vs_exit_rate(design: dict, exit_fractions, path: str | Path,
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(c["rate"], c["infinite"], label="infinite buffers")
     ax.plot(c["rate"], c["finite"], "--", label=f"finite buffers, burst L={burst_length:g}")
-    ax.set_xlabel("early-exit rate")
+    ax.set_xlabel("early-exit rate" if len(design["stages"]) > 1 else "early-exit rate (this design has no early exit)")
     ax.set_ylabel("throughput (samples/cycle)")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -73,12 +73,18 @@ def _check_indices(seq: list[int], num_exits: int, spec: str) -> tuple[int, ...]
 def _read_trace(path: Path, spec: str) -> list[int]:
     if not path.is_file():
         raise UserError(f"traffic {spec!r}: trace file {path} not found")
-    text = path.read_text().strip()
+    fmt = f"traffic {spec!r}: {path} must hold integers (exit indices), one per line or a JSON list"
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UserError(f"{fmt}; it is not a text file") from None
     try:
         values = json.loads(text) if text.startswith("[") else [int(v) for v in text.split()]
-        return [int(v) for v in values]
     except (ValueError, json.JSONDecodeError):
-        raise UserError(f"traffic {spec!r}: {path} must hold integers (exit indices), one per line or a JSON list") from None
+        raise UserError(fmt) from None
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise UserError(fmt)
+    return values
 
 
 def parse_traffic(spec: str, num_exits: int) -> Traffic:

@@ -1,6 +1,8 @@
 """Shared fixtures: small trained runs, built once per session."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,60 @@ from codesign.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _fst_ok() -> bool:
+    from sim.build import fst_missing
+
+    return not fst_missing()
+
+
+# what a `needs` marker may name: how to tell it is here, and how to install it
+TOOLS = {
+    "yosys": (lambda: shutil.which("yosys") is not None, "apt-get install yosys"),
+    "chromium": (lambda: shutil.which("chromium") is not None, "apt-get install chromium"),
+    "g++": (lambda: shutil.which("g++") is not None, "apt-get install g++"),
+    "fst": (_fst_ok, "apt-get install liblz4-dev zlib1g-dev"),
+    "chattr": (lambda: shutil.which("chattr") is not None, "apt-get install e2fsprogs"),
+    "ray": (lambda: _importable("ray"), "pip install '.[cluster]'"),
+    "pywellen": (lambda: _importable("pywellen"), "pip install '.[test]'"),
+}
+
+
+# `make test-fast` (pytest -m fast): pure Python, the models, the policies, one small Verilator build
+FAST_MODULES = {"test_config", "test_policies", "test_calibration", "test_hw_models", "test_hw_system",
+                "test_traffic", "test_runfolder", "test_rtl_mvu"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*tools): the test needs these tools (tests/conftest.py TOOLS); "
+                                       "skipped without them, except under CI=true, where that is a failure")
+    config.addinivalue_line("markers", "fast: the fast tier (`make test-fast`); tests/conftest.py FAST_MODULES")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in FAST_MODULES:
+            item.add_marker(pytest.mark.fast)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A missing tool skips a test on a developer's machine and fails it in CI (.ci/run sets CI=true),
+    so a broken install can never turn into a quiet summary of skips."""
+    for mark in item.iter_markers("needs"):
+        for tool in mark.args:
+            present, how = TOOLS[tool]
+            if not present():
+                msg = f"{tool} is not installed ({how})"
+                if os.environ.get("CI", "").lower() == "true":
+                    pytest.fail(f"{msg}; CI must install it (.ci/run)", pytrace=False)
+                pytest.skip(msg)
 
 
 def example(name: str, **overrides) -> dict:
@@ -80,3 +136,45 @@ def cnn_valid_run(tmp_path_factory) -> Path:
 def mlp3_run(tmp_path_factory) -> Path:
     return _trained(tmp_path_factory, "digits_mlp3", train__epochs=25)
 
+
+
+@pytest.fixture(scope="session")
+def flow_run(tmp_path_factory) -> Path:
+    """A short digits MLP made by `codesign flow --steps train..rtl` (so every step has its record)."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("flow_run")
+    cfg = write_config(base, example("digits_mlp", train__epochs=2))
+    res = subprocess.run([sys.executable, "-m", "codesign.cli", "flow", str(cfg), "--out", str(base / "run"),
+                          "--steps", "train..rtl"], cwd=base, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr
+    return base / "run"
+
+
+def assert_verified(run: Path, *, hls: bool = True, rtl: bool = True, sim: bool = True) -> None:
+    """Every check a flow ran says the hardware equals the integer reference: export, C simulation,
+    Verilator, the simulation scoreboards (design and no-exit baseline)."""
+    import json
+
+    reports = {"export/verify.json": True, "hls/csim.json": hls, "rtl/verify.json": rtl}
+    for rel, wanted in reports.items():
+        if wanted:
+            r = json.loads((run / rel).read_text())
+            assert r["samples"] > 0 and r["mismatches"] == 0, (rel, r["mismatches"])
+    if sim:
+        data = json.loads((run / "sim" / "data.json").read_text())
+        assert data["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 0} and not data["deadlock"]
+        for point in json.loads((run / "sim" / "sweep.json").read_text())["points"]:
+            assert point["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 0}, point["traffic"]
+
+
+@pytest.fixture(scope="session")
+def mlp_rtl_run(mlp_run, tmp_path_factory) -> Path:
+    """The digits MLP calibrated (max_softmax, 1 pp) with its RTL generated: what hls, rtl, sim, estimate
+    and dse need."""
+    from codesign.rtl import generate_rtl
+
+    run = calibrated_copy(mlp_run, tmp_path_factory)
+    generate_rtl(run)
+    return run

@@ -101,3 +101,18 @@ def test_config_reference_is_current():
     from tests.conftest import ROOT
 
     assert (ROOT / "docs" / "config.md").read_text() == render(), "run: python -m codesign.config_doc > docs/config.md"
+
+
+
+def test_yaml_anchors_and_merge_keys_are_not_duplicates(tmp_path):
+    """The duplicate-key check leaves YAML's own reuse alone: an alias, and a merged mapping overridden."""
+    text = (EXAMPLES / "digits_mlp.yaml").read_text()
+    for old, new in [("  exit_head:\n", "  exit_head: &head\n"), ("  classifier:\n    - {type: linear}\n", "  classifier: *head\n"),
+                     ("policy:\n  kind: max_softmax\n  accuracy_delta: 1.0\n",
+                      "policy:\n  <<: {kind: margin, accuracy_delta: 2.0}\n  kind: entropy\n")]:
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "cfg.yaml").write_text(text)
+    cfg = load_config(tmp_path / "cfg.yaml")
+    assert (cfg.policy.kind, cfg.policy.accuracy_delta) == ("entropy", 2.0)
+    assert cfg.model.classifier == cfg.model.exit_head

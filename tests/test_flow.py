@@ -1,7 +1,7 @@
 """`codesign flow`: make-like steps, a rerun does nothing, a failing step names itself and keeps earlier artifacts."""
 from __future__ import annotations
 
-from tests.conftest import example, write_config
+from tests.conftest import assert_verified, example, write_config
 from tests.test_config import run_cli
 
 
@@ -14,12 +14,21 @@ def test_flow_then_rerun_does_nothing(tmp_path):
     for name in ("model.pt", "policy.json", "eval.json", "design.json", "dse.json", "estimate.json", "report.html"):
         assert (out / name).is_file(), name
     assert "gain over no-exit baseline" in first.stdout and "report:" in first.stdout
-    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert_verified(out)
+    lock = out / ".codesign" / "lock"  # taken and released by every command: its time moves, its bytes (none) do not
+
+    def mtimes() -> dict:
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p != lock}
+
+    before = mtimes()
     again = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..report", cwd=tmp_path)
     assert again.returncode == 0 and "nothing to do" in again.stdout
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
-    # touching the config makes everything downstream stale
+    assert mtimes() == before and lock.read_bytes() == b""
+    # up to date by content: a touched config changes nothing, an edited one retrains
     cfg.write_text(cfg.read_text())
+    touched = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..calibrate", cwd=tmp_path)
+    assert touched.returncode == 0 and "nothing to do" in touched.stdout
+    cfg.write_text(cfg.read_text().replace("epochs: 8", "epochs: 9"))
     third = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..calibrate", cwd=tmp_path)
     assert third.returncode == 0 and "nothing to do" not in third.stdout
     assert "train      done" in third.stderr

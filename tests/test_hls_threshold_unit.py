@@ -7,7 +7,6 @@ the final exit index / class must equal the integer reference.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from codesign import hls
 from codesign import policies as pol
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+pytestmark = pytest.mark.needs("g++")
 
 CLASSES = 10
 FRACS = [5, 3, 4]  # per exit (the final one last): tables differ between exits

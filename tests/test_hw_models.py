@@ -12,7 +12,7 @@ from codesign.errors import UserError
 from hw_models import rtl_cost
 from hw_models.coefficients import coefficients
 from hw_models.devices import get_device, known_devices, load_device_file
-from hw_models.dse import apply_folding, plot_pareto, run_dse
+from hw_models.dse import chosen_design, plot_pareto, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
 from hw_models.geometry import divisors, folding_of, input_layer_name, input_pixels_per_beat, matrix_geometry
 from hw_models.stages import stage_costs
@@ -272,8 +272,9 @@ def test_dse_outputs_and_gain(tmp_path):
     assert r["predicted_gain"] > 1.0
     assert r["pareto"] and r["points_per_second"] > 0
     assert plot_pareto(r, tmp_path / "dse.png").stat().st_size > 1000
-    new = apply_folding(cnn_design(), r["chosen"])
+    new = chosen_design(cnn_design(), r["chosen"])
     assert new["stages"][0]["layers"][0]["folding"] == r["chosen"]["folding"]["s0_c0"]
+    assert len(new["stages"]) == len(r["chosen"]["exits_kept"])
 
 
 def test_dse_resources_objective_meets_target():
@@ -349,15 +350,25 @@ def test_an_exit_that_buys_no_throughput_is_dropped():
     assert not _exit_buys_nothing(base, base)
 
 
-def test_a_dropped_exit_head_is_folded_to_keep_up():
-    """The head of an exit the DSE drops is still built: it gets the fewest lanes that keep the stage's II."""
-    stage0 = {"index": 0, "layers": [dict(_dense("l0", 64, 64), folding={"pe": 8, "simd": 64})],
-              "head": [dict(_dense("h0", 64, 10), folding={"pe": 1, "simd": 1})], "logits": _t([10], 16, True)}
-    stage1 = {"index": 1, "layers": [dict(_dense("l1", 64, 10), folding={"pe": 1, "simd": 1})], "head": [],
-              "logits": _t([10], 16, True)}
-    design = {"stages": [stage0, stage1]}
-    chosen = {"folding": {"l0": {"pe": 8, "simd": 64}, "l1": {"pe": 10, "simd": 64}}, "exits_kept": [1],
-              "buffer_depths": [], "throughput_samples_per_cycle": 1 / 8}
-    head = apply_folding(design, chosen)["stages"][0]["head"][0]
-    assert float(rtl_cost.dense(head, head["folding"]["pe"], head["folding"]["simd"]).cycles) <= 8
-    assert head["folding"]["pe"] * head["folding"]["simd"] == 80  # 640 MACs in 8 cycles: no more lanes than that
+def test_a_dropped_exit_is_not_in_the_chosen_design():
+    """Dropping exit 1 of three merges stage 1 into stage 2: its backbone first, its head and buffer gone,
+    MACs of both backbones, the kept stage's buffer depth as chosen; the cost model sees the same stages."""
+    from hw_models.stages import stage_costs
+
+    design = _three_stage_design()
+    for k, st in enumerate(design["stages"]):
+        st["macs"] = {"backbone": 100 * (k + 1), "head": 10 * (k + 1)}
+    folding = {"s0_c0": {"pe": 2, "simd": 1}, "m_c0": {"pe": 4, "simd": 2}}
+    chosen = {"exits_kept": [0, 2], "folding": folding, "buffer_depths": [4]}
+    new = chosen_design(design, chosen)
+    s0, s1 = new["stages"]
+    assert [s0["index"], s1["index"]] == [0, 1] and [s0["export_stages"], s1["export_stages"]] == [[0], [1, 2]]
+    assert [l["name"] for l in s1["layers"]] == ["m_c0"] + [l["name"] for l in design["stages"][2]["layers"]]
+    assert s1["head"] == design["stages"][2]["head"] and s1["input"] == design["stages"][1]["input"]
+    assert s1["macs"] == {"backbone": 500, "head": 30} and s0["buffer_depth"] == 4
+    assert s1["layers"][0]["folding"] == {"pe": 4, "simd": 2}
+    names = {l["name"] for st in new["stages"] for l in st["layers"] + st["head"]}
+    assert not names & {l["name"] for l in design["stages"][1]["head"]}  # the dropped head is gone
+    assert len(stage_costs(new, "rtl")) == 2
+    one = chosen_design(design, {"exits_kept": [2], "folding": {}, "buffer_depths": []})
+    assert [st["export_stages"] for st in one["stages"]] == [[0, 1, 2]] and one["stages"][0].get("buffer_depth") is None

@@ -42,7 +42,7 @@ def test_report_self_contained_and_deterministic(reported):
     assert (reported / "report.html").read_bytes() == before
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed: `apt-get install chromium` (.ci/run does it)")
+@pytest.mark.needs("chromium")
 def test_every_plot_loads_in_chromium(reported, tmp_path):
     page = tmp_path / "probe.html"
     page.write_text((reported / "report.html").read_text().replace("</body>", PROBE + "</body>"))

@@ -4,7 +4,6 @@ build cache skips a repeated build."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ def test_one_module_per_file_and_no_delays() -> None:
             assert "$readmemh" in m.group(1), f"{path.name}: initial block other than a ROM init"
 
 
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
+@pytest.mark.needs("yosys")
 def test_yosys_elaborates_every_module(tmp_path: Path) -> None:
     # ROM init files must exist for yosys to elaborate $readmemh
     for name in ("weights.hex", "bias.hex", "rom.hex", "exp.hex", "log.hex"):
@@ -71,7 +70,7 @@ def test_yosys_elaborates_every_module(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{top}: {proc.stderr[-2000:]}"
 
 
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
+@pytest.mark.needs("yosys")
 def test_yosys_elaborates_parallel_window(tmp_path: Path) -> None:
     # cs_swu's KP read lanes (generate block reading the line buffer), inside cs_conv
     for name in ("weights.hex", "bias.hex", "rom.hex"):
