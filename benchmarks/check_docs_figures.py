@@ -80,8 +80,8 @@ class Report:
                 f"{len(self.files)} benchmark JSON files over {self.docs} docs: {len(self.problems)} problems")
 
 
-class KeyError_(Exception):
-    """A key that does not resolve in its JSON file (message says where it stops)."""
+class AnnotationError(Exception):
+    """An annotation that cannot be read or a key that does not resolve (the message says where)."""
 
 
 # ---------------------------------------------------------------------------------------------- JSON access
@@ -94,7 +94,7 @@ def parse_path(path: str) -> list[str | int]:
     while pos < len(path):
         m = PATH_PART.match(path, pos)
         if not m or (m.group(0).startswith(".") and pos == 0):
-            raise KeyError_(f"cannot parse key {path!r} at {path[pos:]!r}")
+            raise AnnotationError(f"cannot parse key {path!r} at {path[pos:]!r}")
         name, quoted, index = m.groups()
         parts.append(name if name is not None else quoted if quoted is not None else
                      "*" if index == "*" else int(index))
@@ -107,9 +107,9 @@ def lookup(doc: Any, parts: list[str | int], where: str) -> Any:
     for i, part in enumerate(parts):
         if isinstance(part, int):
             if not isinstance(value, list) or not -len(value) <= part < len(value):
-                raise KeyError_(f"{where}: no index [{part}] after {fmt_path(parts[:i])}")
+                raise AnnotationError(f"{where}: no index [{part}] after {fmt_path(parts[:i])}")
         elif not isinstance(value, dict) or part not in value:
-            raise KeyError_(f"{where}: no key {part!r} after {fmt_path(parts[:i]) or 'the top level'}")
+            raise AnnotationError(f"{where}: no key {part!r} after {fmt_path(parts[:i]) or 'the top level'}")
         value = value[part]
     return value
 
@@ -142,18 +142,18 @@ class Results:
         if len(rel.parts) == 1:
             rel = RESULTS_DIR / rel
         if rel.parent != RESULTS_DIR or rel.suffix != ".json":
-            raise KeyError_(f"{file}: figures come from benchmarks/results/*.json only")
+            raise AnnotationError(f"{file}: figures come from benchmarks/results/*.json only")
         return rel.as_posix()
 
     def load(self, file: str) -> Any:
         name = self.name(file)
         if name not in self.cache:
             if self.tracked is not None and name not in self.tracked:
-                raise KeyError_(f"{name} is not committed (git ls-files does not list it)")
+                raise AnnotationError(f"{name} is not committed (git ls-files does not list it)")
             try:
                 self.cache[name] = json.loads((self.root / name).read_text())
             except FileNotFoundError:
-                raise KeyError_(f"{name} does not exist") from None
+                raise AnnotationError(f"{name} does not exist") from None
         return self.cache[name]
 
 
@@ -228,7 +228,6 @@ class Section:
     end: int
     level: int
     results: bool
-    heading_line: int
 
 
 @dataclass
@@ -239,7 +238,6 @@ class Doc:
     masked: str                # the same length: code and comments blanked (figures are searched here)
     line_starts: list[int]
     where: str = ""            # the path as problems name it
-
 
     def line(self, offset: int) -> int:
         lo, hi = 0, len(self.line_starts) - 1
@@ -256,8 +254,8 @@ def blank(text: str, start: int, end: int) -> str:
     return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
 
 
-def load_doc(path: Path) -> tuple[Doc, list[tuple[int, int]], list[re.Match]]:
-    """The doc with code blocks, code spans and comments blanked; code block spans; the comments."""
+def load_doc(path: Path) -> tuple[Doc, list[re.Match]]:
+    """The doc with code blocks, code spans and comments blanked, and its comments (outside code)."""
     text = path.read_text()
     masked = text
     code: list[tuple[int, int]] = []
@@ -293,7 +291,7 @@ def load_doc(path: Path) -> tuple[Doc, list[tuple[int, int]], list[re.Match]]:
     for m in CODE_SPAN.finditer(masked):
         masked = blank(masked, m.start(), m.end())
     starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
-    return Doc(path, text, plain, masked, starts), code, comments
+    return Doc(path, text, plain, masked, starts), comments
 
 
 def in_indented_list_context(text: str, offset: int) -> bool:
@@ -317,8 +315,7 @@ def sections(doc: Doc, comments: list[re.Match]) -> list[Section]:
         while stack and stack[-1].level >= level and level > 0:
             stack.pop()
         parent = stack[-1].results if stack else False
-        sec = Section(start, end, level, whole or parent or marked or bool(RESULTS_HEADING.search(title)),
-                      doc.line(start))
+        sec = Section(start, end, level, whole or parent or marked or bool(RESULTS_HEADING.search(title)))
         out.append(sec)
         if level > 0:
             stack.append(sec)
@@ -412,9 +409,9 @@ def parse_table_spec(body: str) -> TableSpec:
                 rows.append((row_file, path, name))
             in_rows = True
         else:
-            raise KeyError_(f"table annotation: cannot read line {ln!r} (header:, row [NAME]:, rows:)")
+            raise AnnotationError(f"table annotation: cannot read line {ln!r} (header:, row [NAME]:, rows:)")
     if not templates:
-        raise KeyError_("table annotation without a `row:` template")
+        raise AnnotationError("table annotation without a `row:` template")
     return TableSpec(file, header, templates, rows)
 
 
@@ -439,7 +436,7 @@ def expand_rows(results: Results, spec: TableSpec) -> list[tuple[str, list[str |
             i = parts.index("*")
             items = lookup(results.load(file), parts[:i], f"{file}:{path}")
             if not isinstance(items, list):
-                raise KeyError_(f"{file}:{path}: [*] over a non-list")
+                raise AnnotationError(f"{file}:{path}: [*] over a non-list")
             out += [(file, parts[:i] + [k] + parts[i + 1:], name) for k in range(len(items))]
         else:
             out.append((file, parts, name))
@@ -458,7 +455,7 @@ def expand_cells(template: str, doc: Any, base: list[str | int], where: str) -> 
         prefix = key[:key.index("[*]")]
         items = lookup(doc, resolve(prefix, base), where) if prefix not in ("", "/") else doc
         if not isinstance(items, list):
-            raise KeyError_(f"{where}: {prefix} is not a list")
+            raise AnnotationError(f"{where}: {prefix} is not a list")
         cells += [cell.replace("[*]", f"[{k}]") for k in range(len(items))]
     return cells
 
@@ -533,7 +530,7 @@ def check_table(doc: Doc, table: Table, spec: TableSpec, results: Results, repor
     where = doc.where
     try:
         rows = expand_rows(results, spec)
-    except KeyError_ as e:
+    except AnnotationError as e:
         report.problems.append(Problem(where, doc.line(table.start), str(e)))
         return
     header_off, header = table.rows[0]
@@ -560,7 +557,7 @@ def check_row(doc: Doc, offset: int, cells: list[str], template: str, data: Any,
     where = doc.where
     try:
         templates = expand_cells(template, data, base, key_prefix + fmt_path(base))
-    except KeyError_ as e:
+    except AnnotationError as e:
         report.problems.append(Problem(where, doc.line(offset), str(e)))
         return
     if len(templates) != len(cells):
@@ -570,7 +567,7 @@ def check_row(doc: Doc, offset: int, cells: list[str], template: str, data: Any,
     for cell, tmpl in zip(cells, templates):
         try:
             errs = check_cell(cell, tmpl, data, base, key_prefix, report)
-        except KeyError_ as e:
+        except AnnotationError as e:
             errs = [str(e)]
         report.problems += [Problem(where, doc.line(offset), e) for e in errs]
 
@@ -587,8 +584,9 @@ def paragraph_start(doc: Doc, offset: int) -> int:
 
 
 def check_doc(path: Path, results: Results, report: Report) -> None:
-    doc, _code, comments = load_doc(path)
+    doc, comments = load_doc(path)
     doc.where = shown(path, results.root)
+    first = len(report.problems)
     where = doc.where
     report.docs += 1
     secs = sections(doc, comments)
@@ -610,15 +608,15 @@ def check_doc(path: Path, results: Results, report: Report) -> None:
                 keys = body.split(":", 1)[1].split()
                 start = paragraph_start(doc, c.start())
                 found = numbers(doc.masked[start:c.start()])
+                bound = found[max(0, len(found) - len(keys)):]
+                covered += [(start + n.start, start + n.end) for n in bound]   # one problem per mistake
                 if len(found) < len(keys):
-                    raise KeyError_(f"annotation names {len(keys)} keys, only {len(found)} numbers precede it")
-                bound = found[len(found) - len(keys):]
-                covered += [(start + n.start, start + n.end) for n in bound]
+                    raise AnnotationError(f"annotation names {len(keys)} keys, only {len(found)} numbers precede it")
                 for printed, key in zip(bound, keys):
                     file, _, kpath = key.rpartition(":") if ".json:" in key else ("", "", key)
                     file = file or defaults.get(sec.start, "")
                     if not file:
-                        raise KeyError_(f"key {key!r} names no file and the section sets no `figures:` default")
+                        raise AnnotationError(f"key {key!r} names no file and the section sets no `figures:` default")
                     referenced.add(results.name(file))
                     value = lookup(results.load(file), parse_path(kpath), f"{results.name(file)}:{kpath}")
                     report.figures += 1
@@ -630,11 +628,11 @@ def check_doc(path: Path, results: Results, report: Report) -> None:
                 spec = parse_table_spec(body)
                 nxt = next((t for t in tabs if t.start >= c.end()), None)
                 if nxt is None or doc.masked[c.end():nxt.start].strip():
-                    raise KeyError_("table annotation is not followed by a table (only blank lines between)")
+                    raise AnnotationError("table annotation is not followed by a table (only blank lines between)")
                 annotated_tables.add(nxt.start)
                 referenced |= {results.name(f) for f, _, _ in spec.rows} | {results.name(spec.file)}
                 check_table(doc, nxt, spec, results, report)
-        except KeyError_ as e:
+        except AnnotationError as e:
             report.problems.append(Problem(where, doc.line(c.start()), str(e)))
     report.files |= referenced
     # unannotated figures: every number in a results table, every number with a unit in results prose
@@ -669,12 +667,13 @@ def check_doc(path: Path, results: Results, report: Report) -> None:
         report.problems.append(Problem(where, doc.line(n.start),
                                        f"unannotated figure {shown_as!r} in a results section or paragraph "
                                        f"(add `<!-- fig: FILE.json:KEY -->` after it)"))
+    report.problems[first:] = sorted(report.problems[first:], key=lambda p: p.line)
     # a JSON that records its command: the doc that quotes its figures quotes that command
     flat = " ".join(doc.text.replace("\\\n", " ").split())
     for name in sorted(referenced):
         try:
             command = results.load(name).get("command") if isinstance(results.load(name), dict) else None
-        except KeyError_:
+        except AnnotationError:
             continue
         if isinstance(command, str) and " ".join(command.split()) not in flat:
             report.problems.append(Problem(where, 1, f"{name} was written by `{command}`; the doc quotes its "
