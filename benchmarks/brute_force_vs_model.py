@@ -18,9 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 from tests.test_hw_system import comparison_rows  # noqa: E402  (the brute force lives with its tests)
-
-COMMAND = ".venv/bin/python benchmarks/brute_force_vs_model.py"
 
 
 def main() -> None:
@@ -30,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = comparison_rows(args.seed)
-    result = {"command": COMMAND + (f" --seed {args.seed}" if args.seed != 11 else ""), "seed": args.seed,
+    result = {"command": command_line(), "seed": args.seed,
               "rows": rows, "max_abs_diff": max(abs(r["diff"]) for r in rows),
               "seconds": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
