@@ -599,6 +599,10 @@ def check_doc(path: Path, results: Results, report: Report) -> None:
         body = c.group(1).strip()
         sec = section_at(secs, c.start())
         kind = body.split(":", 1)[0].strip() if ":" in body.split("\n", 1)[0] else body
+        if kind in ("fig", "figures", "table", "results") and splits_paragraph(doc, c.start()):
+            report.problems.append(Problem(where, doc.line(c.start()), f"a `{kind}` comment starting a line inside "
+                                           "a paragraph splits it when rendered (put it after the figure, on "
+                                           "its line, or above the paragraph)"))
         try:
             if kind == "figures":
                 defaults[sec.start] = body.split(":", 1)[1].strip()
@@ -685,6 +689,15 @@ def shown(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def splits_paragraph(doc: Doc, offset: int) -> bool:
+    """A comment that starts a line right under paragraph text is an HTML block: it ends the paragraph."""
+    line_start = doc.text.rfind("\n", 0, offset) + 1
+    if doc.text[line_start:offset].strip():
+        return False
+    prev = doc.text[:max(0, line_start - 1)].rsplit("\n", 1)[-1] if line_start else ""
+    return bool(prev.strip()) and not HEADING.match(prev) and not prev.lstrip().startswith(("|", "<!--"))
 
 
 def result_paragraphs(doc: Doc) -> list[tuple[int, int]]:

@@ -113,6 +113,14 @@ def test_bad_keys_and_files(tmp_path: Path) -> None:
         assert len(got) == 1 and message in got[0], (text, got)
 
 
+def test_annotation_that_would_split_a_paragraph_fails(tmp_path: Path) -> None:
+    """A comment starting a line under paragraph text is an HTML block when rendered: the paragraph breaks."""
+    fig = "4.4 s<!-- fig: rtl_speed.json:build_seconds -->"
+    assert problems(tmp_path, f"# Measured\n\n<!-- figures: rtl_speed.json -->\nThe build takes {fig}.\n") == []
+    got = problems(tmp_path, f"# Measured\n\nThe build\n<!-- figures: rtl_speed.json -->\ntakes {fig}.\n")
+    assert len(got) == 1 and got[0].startswith("4: a `figures` comment starting a line inside a paragraph")
+
+
 def test_uncommitted_json_and_recorded_command(tmp_path: Path) -> None:
     """Only files git tracks count; a JSON's recorded command must be quoted where its figures are."""
     results = tmp_path / "benchmarks" / "results"
