@@ -171,29 +171,36 @@ class Printed:
     has_unit: bool
 
 
+def multiplier(after: str, suffix: str | None = None) -> float:
+    """What a number's unit does to the JSON value it is compared with: % x100, k / M x1e-3 / x1e-6."""
+    mult = re.match(GAP + r"([kM])\s", after)
+    if suffix == "k" or (mult and mult.group(1) == "k"):
+        return 1e-3
+    if suffix == "M" or (mult and mult.group(1) == "M"):
+        return 1e-6
+    return 100.0 if re.match(GAP + "%", after) else 1.0
+
+
+def printed(text: str, after: str = "", start: int = 0, end: int | None = None, suffix: str | None = None,
+            has_unit: bool = False) -> Printed:
+    """`text` is one number as printed (sign, thousands commas, decimals); `after` is what follows it."""
+    body = text.lstrip("+-−")
+    value = float(body.replace(",", "")) * (-1 if text[:1] in ("-", "−") else 1)
+    frac = body.split(".", 1)[1] if "." in body else ""
+    return Printed(start, start + len(text) if end is None else end, text, value, len(frac),
+                   multiplier(after, suffix), has_unit)
+
+
 def numbers(text: str) -> list[Printed]:
     """Every number in `text`, with the scale its unit implies; a range (`2.19-3.16x`) shares its end's unit."""
     found: list[Printed] = []
     for m in NUMBER.finditer(text):
-        digits = m.group("int").replace(",", "")
-        frac = m.group("frac") or ""
-        sign = "-" if m.group("sign") in ("-", "−") else ""
-        value = float(sign + digits + frac)
         start = m.start("sign") if m.group("sign") else m.start("int")
-        end = m.end("frac") if frac else m.end("int")
-        after = text[end:]
+        end = m.end("frac") if m.group("frac") else m.end("int")
         suffix = m.group("suffix")
-        unit = UNIT.match(after) if not suffix else None
-        scale = 1.0
-        mult = re.match(GAP + r"([kM])\s", after)
-        if suffix == "k" or (mult and mult.group(1) == "k"):
-            scale = 1e-3
-        elif suffix == "M" or (mult and mult.group(1) == "M"):
-            scale = 1e-6
-        elif re.match(GAP + "%", after):
-            scale = 100.0
-        found.append(Printed(start, m.end(), text[start:end], value, len(frac) - (1 if frac else 0),
-                             scale, bool(suffix or unit)))
+        after = text[end:]
+        found.append(printed(text[start:end], after, start, m.end(), suffix,
+                             bool(suffix or UNIT.match(after))))
     # a range's first number takes the unit of the number after the dash / "to"
     for a, b in zip(reversed(found[:-1]), reversed(found[1:])):
         if RANGE_AFTER.fullmatch(text[a.end:b.start]) and not a.has_unit:
@@ -511,9 +518,8 @@ def check_cell(cell: str, template: str, doc: Any, base: list[str | int], key_pr
                 if piece.strip() != v:
                     problems.append(f"{piece.strip()!r} is not {key_prefix}{fmt_path(key)} = {v!r}")
                 continue
-            found = numbers(piece.strip() + follow)
             report.figures += 1
-            err = compare(found[0], v, f"{key_prefix}{fmt_path(key)}")
+            err = compare(printed(piece.strip(), follow), v, f"{key_prefix}{fmt_path(key)}")
             if err:
                 problems.append(err)
     return problems
