@@ -233,8 +233,12 @@ def main(argv: list[str] | None = None) -> dict:
         cv = cross_validate(load_samples([Path(d["run"]) for d in designs]))
         res_summary["leave_one_design_out"] = cv["summary"]
         print(f"leave one design out: {json.dumps(cv['summary'])}", flush=True)
+    # imported here: tests load this file by path, without benchmarks/ on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import command_line
+
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/model_validation.py", *argv]),
+        "command": command_line(argv, __file__),
         "throughput": {"configs": configs,
                        "summary": {"error_vs_steady": summary([c["error"] for c in configs]),
                                    "error_vs_run": summary([c["run_error"] for c in configs]),
