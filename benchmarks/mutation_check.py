@@ -239,6 +239,9 @@ def run_tests(copy: Path, python: Path, env: dict[str, str], tests: list[str]) -
         os.killpg(proc.pid, signal.SIGKILL)  # this run's own process group only
         out, _ = proc.communicate()
         timeout = True
+    except BaseException:  # interrupted: do not leave the run's own session running
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     total = 0
     if junit.is_file():
         total = sum(1 for _ in ET.parse(junit).getroot().iter("testcase"))
