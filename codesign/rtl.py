@@ -929,8 +929,8 @@ def simulate(run: str | Path, x: np.ndarray, *, thresholds: Sequence[int] | None
 def verify_rtl(run: str | Path, samples: int | None = None) -> dict[str, Any]:
     """Simulate the TEST split (or its first `samples`) through RUN/rtl and compare with the integer reference.
 
-    Writes and returns RUN/rtl/verify.json: samples, mismatches, exits (per-exit
-    sample counts), cycles, cycles_per_sample, build_seconds, run_seconds."""
+    Writes RUN/rtl/verify.json (samples, mismatches, exits (per-exit sample counts), cycles,
+    cycles_per_sample) and returns it with build_seconds and run_seconds, which go to RUN/timings.json."""
     run = Path(run)
     design = require_design(run)
     generate_rtl(run)  # cheap, rewrites only what changed: never verify RTL older than design.json

@@ -88,7 +88,7 @@ def test_sim_cli_and_bad_input(rtl_run, tmp_path):
         assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     (tmp_path / "bare").mkdir()
     missing = run_cli("sim", str(tmp_path / "bare"), cwd=tmp_path)
-    assert missing.returncode == 2 and "codesign rtl" in missing.stderr
+    assert missing.returncode == 2 and "codesign export" in missing.stderr
 
 
 def test_not_generated(tmp_path):
