@@ -822,7 +822,9 @@ class Outcome:
     classes: np.ndarray
     exits: np.ndarray
     logits: list[dict[int, list[int]]]  # per exit: sample -> logits
-    extra: int  # duplicated / unexpected beats
+    # beats past one result per sample and one logit beat per sample and exit, or tagged with no sample
+    # fed in: the scoreboard's `duplicated`
+    extra: int
     out_cycles: np.ndarray
 
 
@@ -849,7 +851,9 @@ def decode(manifest: dict[str, Any], result: Any, n: int) -> Outcome:
     for beat, cyc in zip(result.outputs[0], result.out_cycles[0]):
         e = beat >> (cls_b + tag_b)
         per_exit.setdefault(e, []).append(((beat >> cls_b) & ((1 << tag_b) - 1), beat & ((1 << cls_b) - 1), cyc))
-    for e, rows in per_exit.items():
+    # a sample with results at two exits keeps the lower exit's, the other counts as extra: which one is
+    # kept then does not depend on which exit happened to deliver first in the merged stream
+    for e, rows in sorted(per_exit.items()):
         for idx, (_, c, cyc) in zip(_unwrap([r[0] for r in rows], tag_b), rows):
             if idx >= n or exits[idx] >= 0:
                 extra += 1
@@ -862,8 +866,9 @@ def decode(manifest: dict[str, Any], result: Any, n: int) -> Outcome:
         tags = _unwrap([(b >> (c * lb)) & ((1 << tag_b) - 1) for b in beats], tag_b)
         got: dict[int, list[int]] = {}
         for idx, b in zip(tags, beats):
-            if idx in got:
+            if idx in got or idx >= n:  # a second logit beat of a sample, or one of no sample fed in
                 extra += 1
+                continue
             got[idx] = unpack(b, c, lb, signed=True)
         logits.append(got)
     return Outcome(classes, exits, logits, extra, cycles)
@@ -878,16 +883,20 @@ class Expected:
 
 
 def compare(outcome: Outcome, logits: list[np.ndarray], view: Any) -> np.ndarray:
-    """Per sample: True where class, exit index or any exit's logits differ (or a logit beat is missing).
-    `view`: the reference's IntegerView, or an Expected."""
+    """Per sample: True where its class or exit index differ, where the logits of an exit it passed
+    (exits 0..its exit index) differ or are missing, or where logits show up at an exit past its own
+    (the conditional buffer forwarded a sample that had left). `view`: the reference's IntegerView, or
+    an Expected. Beats of no sample and second beats of a sample are `outcome.extra`, not flagged here."""
     n = len(view.exit_index)
-    bad = (outcome.classes != view.exit_class) | (outcome.exits != view.exit_index)
+    exit_index = np.asarray(view.exit_index)
+    bad = (outcome.classes != view.exit_class) | (outcome.exits != exit_index)
     for k, got in enumerate(outcome.logits):
         for i in range(n):
-            if view.exit_index[i] >= k:  # sample i reached exit k
-                row = got.get(i)
-                if row is None or list(logits[k][i]) != row:
-                    bad[i] = True
+            row = got.get(i)
+            if exit_index[i] >= k:  # sample i reached exit k: its logits there, exactly
+                bad[i] |= row is None or list(logits[k][i]) != row
+            else:  # sample i left before exit k: nothing of it may reach exit k
+                bad[i] |= row is not None
     return bad
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from codesign.artifacts import read_artifact
 from codesign.errors import UserError, verification_failed
 from codesign.timings import write_json
 from sim.traffic import Traffic, exit_sequence, parse_traffic
+
+if TYPE_CHECKING:  # codesign.rtl is imported where a simulation runs
+    from codesign.rtl import Outcome
 
 SIM_DIR = "sim"
 WATCHDOG_SAMPLES = 50  # the watchdog allows this many (predicted) sample times without any handshake
@@ -36,6 +39,16 @@ def sample_count(samples: int | None, test_samples: int, beats_per_sample: int) 
         raise UserError(f"--samples {n}: give 1 to {cap} samples ({beats_per_sample} input beats each, at most "
                         f"{MAX_SIM_BEATS} beats per simulation fit in memory); split longer runs")
     return n
+
+
+def scoreboard(outcome: Outcome, bad: np.ndarray) -> dict[str, int]:
+    """The sim JSON's `scoreboard` from a decoded rtl.Outcome and rtl.compare's per-sample flags.
+
+    lost: samples without a result; duplicated: beats past one result per sample and one logit beat per
+    sample and exit, or tagged with no sample (Outcome.extra); altered: samples with a result that compare
+    flagged (wrong class or exit, wrong or missing logits at an exit passed, logits past the sample's exit)."""
+    got = outcome.exits >= 0
+    return {"lost": int((~got).sum()), "duplicated": int(outcome.extra), "altered": int((got & bad).sum())}
 
 
 def check_scoreboard(result: dict[str, Any], report: Path | str) -> None:
@@ -132,10 +145,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
                                 seed=seed + 1, max_cycles=2_000_000_000, watchdog=watchdog,
                                 **({"trace": "fst", "wave": wave} if wave is not None else {}))
     seconds = time.perf_counter() - started
-    got = outcome.exits >= 0
-    lost = int((~got).sum())
     bad = rtl.compare(outcome, logits, rtl.Expected(expected_exit, expected_class))
-    altered = int((got & bad).sum())
     beats = man["input"]["beats_per_sample"]
     in_cycles = np.asarray(res.in_cycles[0], dtype=np.int64)
     in_first = in_cycles[::beats][:n] if len(in_cycles) >= n * beats else np.full(n, -1)
@@ -154,7 +164,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         "exits": [{"index": k, "count": int(np.sum(outcome.exits == k)), "expected": int(np.sum(expected_exit == k)),
                    "fraction": fractions[k]} for k in range(design.num_exits)],
         "latency_cycles": _latencies(outcome.out_cycles, in_first, outcome.exits, design.num_exits),
-        "scoreboard": {"lost": lost, "duplicated": int(outcome.extra), "altered": altered},
+        "scoreboard": scoreboard(outcome, bad),
         "failed_samples": [int(i) for i in np.flatnonzero(bad)[:20]],  # lost or altered, the first 20
         "probe_cycles": res.cycles,
         **probe_report(man, res.probes, res.cycles),

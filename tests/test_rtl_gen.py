@@ -57,6 +57,8 @@ def calibrated(src: Path, dst: Path, folding: dict[str, tuple[int, int]] | None 
 
 def set_folding(run: Path, folding: dict[str, tuple[int, int]]) -> None:
     design = ir.load_design(run)
+    unknown = set(folding) - {layer.name for layer in design.layers()}
+    assert not unknown, f"no such layer: {sorted(unknown)}"  # a misspelt name would leave a layer unfolded
     for layer in design.layers():
         if layer.name in folding:
             layer.folding.pe, layer.folding.simd = folding[layer.name]

@@ -1,18 +1,24 @@
 """`codesign sim`: traffic replay on the generated RTL, scoreboard, watchdog, predicted vs measured."""
 from __future__ import annotations
 
+import copy
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codesign.errors import UserError
 from codesign.ir import load_design, save_design
-from codesign.rtl import generate_rtl, load_manifest
-from codesign.sim_run import run_traffic
+from codesign.rtl import Expected, compare, decode, generate_rtl, load_manifest, reference, simulate, split_inputs
+from codesign.sim_run import run_traffic, scoreboard
 from hw_models.rtl_cost import cond_buffer_slots
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
+from tests.test_rtl_gen import CNN_WINDOW, set_folding
+
+CLEAN = {"lost": 0, "duplicated": 0, "altered": 0}
 
 # moderately unfolded: both stages near 64 cycles/sample, so 100,000 samples simulate in seconds
 FOLDING = {"s0_l1_dense": (4, 16), "s0_head_l0_dense": (2, 16), "s1_l0_dense": (4, 16), "s1_l1_dense": (2, 16),
@@ -22,11 +28,21 @@ FOLDING = {"s0_l1_dense": (4, 16), "s0_head_l0_dense": (2, 16), "s1_l0_dense": (
 @pytest.fixture(scope="module")
 def rtl_run(mlp_run, tmp_path_factory):
     run = calibrated_copy(mlp_run, tmp_path_factory)
+    set_folding(run, FOLDING)
+    generate_rtl(run)
+    return run
+
+
+def variant(src: Path, tmp_path_factory, name: str, depth: int,
+            folding: dict[str, tuple[int, int]] | None = None) -> Path:
+    """A copy of a calibrated run with conditional buffer 0 `depth` samples deep (and `folding`), RTL generated."""
+    run = tmp_path_factory.mktemp(name) / "run"
+    shutil.copytree(src, run)
     design = load_design(run)
-    for name, (pe, simd) in FOLDING.items():
-        layer = design.layer(name)
-        layer.folding.pe, layer.folding.simd = pe, simd
+    design.stages[0].buffer_depth = depth
     save_design(design, run)
+    if folding:
+        set_folding(run, folding)
     generate_rtl(run)
     return run
 
@@ -39,7 +55,7 @@ def test_scoreboard_under_backpressure_and_gaps(rtl_run, tmp_path, spec):
         trace.write_text("\n".join(str(v) for v in np.random.default_rng(5).integers(0, 2, 997)))
         spec = f"trace:{trace}"
     r = run_traffic(rtl_run, spec, samples=100_000, backpressure=0.5, gaps=0.3, seed=3)
-    assert r["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 0}
+    assert r["scoreboard"] == CLEAN
     assert not r["deadlock"] and r["samples"] == 100_000
     assert sum(e["count"] for e in r["exits"]) == 100_000
 
@@ -110,15 +126,7 @@ def test_watchdog_stops_a_stalled_run(rtl_run):
 @pytest.fixture(scope="module")
 def shallow_run(rtl_run, tmp_path_factory):
     """rtl_run with a 2-sample conditional buffer: backpressure can fill it."""
-    import shutil
-
-    run = tmp_path_factory.mktemp("shallow") / "run"
-    shutil.copytree(rtl_run, run)
-    design = load_design(run)
-    design.stages[0].buffer_depth = 2
-    save_design(design, run)
-    generate_rtl(run)
-    return run
+    return variant(rtl_run, tmp_path_factory, "shallow", 2)
 
 
 def test_buffer_occupancy_and_stalls(shallow_run):
@@ -126,6 +134,7 @@ def test_buffer_occupancy_and_stalls(shallow_run):
     never runs. None leave early under 99 % backpressure: the buffer fills all its slots and the last
     stage waits at the exit merge; at 50 % backpressure the output keeps up."""
     all_exit = run_traffic(shallow_run, "iid:1", samples=1000, seed=1, write=False)
+    assert all_exit["scoreboard"] == CLEAN and not all_exit["deadlock"]
     _check_probes(all_exit, 2, shallow_run)
     assert all_exit["buffers"][0]["max_occupancy_samples"] <= 2
     assert all_exit["buffers"][0]["max_occupancy_beats"] < 2 * all_exit["buffers"][0]["beats_per_sample"]
@@ -133,6 +142,7 @@ def test_buffer_occupancy_and_stalls(shallow_run):
     assert all_exit["stages"][1]["starved_cycles"] == all_exit["probe_cycles"]
 
     full = run_traffic(shallow_run, "iid:0", samples=1000, backpressure=0.99, seed=1, write=False)
+    assert full["scoreboard"] == CLEAN and not full["deadlock"]
     _check_probes(full, 2, shallow_run)
     buf, (s0, s1) = full["buffers"][0], full["stages"]
     # every slot in use (a slot stays taken until its last beat is out, so the one being read holds fewer beats)
@@ -142,10 +152,147 @@ def test_buffer_occupancy_and_stalls(shallow_run):
     assert s1["result_blocked_cycles"] > 0.3 * full["probe_cycles"] and s1["stall_cycles"] > 0
 
     half = run_traffic(shallow_run, "iid:0", samples=1000, backpressure=0.5, gaps=0.3, seed=1, write=False)
+    assert half["scoreboard"] == CLEAN and not half["deadlock"]
     _check_probes(half, 2, shallow_run)
     assert half["stages"][0]["stall_cycles"] > 0  # stage 0 (64 cycles a sample) is the bottleneck
     assert half["stages"][1]["result_blocked_cycles"] < 0.01 * half["probe_cycles"]
     assert half["stages"][1]["stall_cycles"] < 0.01 * half["probe_cycles"]
+
+
+def test_scoreboard_flags_every_defect(rtl_run):
+    """The scoreboard itself, on doctored copies of a clean simulation (40 samples, exits forced to
+    alternate 0, 1): every kind of wrong hardware shows up in lost, duplicated or altered."""
+    x = split_inputs(rtl_run)[:40]
+    forced = np.resize([0, 1], len(x))  # even samples leave at exit 0, odd ones pass it and leave at exit 1
+    logits, view = reference(load_design(rtl_run), x)
+    expected = Expected(forced, view.scores.classes[forced, np.arange(len(x))])
+    outcome, res = simulate(rtl_run, x, forced=forced.tolist(), expected_exits=forced)
+    assert scoreboard(outcome, compare(outcome, logits, expected)) == CLEAN and not res.timeout
+    assert sorted(outcome.logits[0]) == list(range(40)) and sorted(outcome.logits[1]) == list(range(1, 40, 2))
+
+    def doctored(edit) -> tuple[dict[str, int], list[int]]:
+        bad = copy.deepcopy(outcome)
+        edit(bad)
+        flags = compare(bad, logits, expected)
+        return scoreboard(bad, flags), np.flatnonzero(flags).tolist()
+
+    def logit_off(k: int, i: int):  # one logit of sample i at exit k off by one
+        def edit(o):
+            o.logits[k][i][2] += 1
+        return edit
+
+    def no_logits(k: int, i: int):
+        def edit(o):
+            del o.logits[k][i]
+        return edit
+
+    def leak(o):  # sample 4 left at exit 0, yet its (correct) exit-1 logits show up
+        o.logits[1][4] = [int(v) for v in logits[1][4]]
+
+    def wrong_exit(o):  # sample 6 leaves at exit 1 with exit 1's class: only the exit index is wrong
+        o.exits[6], o.classes[6] = 1, view.scores.classes[1, 6]
+
+    def wrong_class(o):
+        o.classes[9] = (o.classes[9] + 1) % 10
+
+    def lose(o):
+        o.exits[8], o.classes[8] = -1, -1
+
+    def altered(i: int) -> tuple[dict[str, int], list[int]]:
+        return {**CLEAN, "altered": 1}, [i]
+
+    assert doctored(logit_off(0, 3)) == altered(3)  # at exit 0, which sample 3 passed on its way to exit 1
+    assert doctored(logit_off(1, 5)) == altered(5)  # at its own exit
+    assert doctored(no_logits(0, 7)) == altered(7)  # exit 0 never showed sample 7, which went on
+    assert doctored(leak) == altered(4)
+    assert doctored(wrong_exit) == altered(6)
+    assert doctored(wrong_class) == altered(9)
+    assert doctored(lose) == ({**CLEAN, "lost": 1}, [8])
+
+    # beats in the raw streams: a second result, a second logit beat, a beat tagged past the last sample
+    man = load_manifest(rtl_run)
+    cls_b, tag_b = man["fields"]["m_axis_tdata"]["class"][1], man["tag_bits"]
+    tag_at = [man["num_classes"] * e["logits_bits"] for e in man["exits"]]  # debug beat: {meta, logits}
+
+    def decoded(stream: int, insert) -> tuple[dict[str, int], list[int]]:
+        raw = copy.deepcopy(res)
+        beats, cycles = raw.outputs[stream], raw.out_cycles[stream]
+        at, beat = insert(beats)
+        beats.insert(at, beat)
+        cycles.insert(at, cycles[at - 1])
+        got = decode(man, raw, len(x))
+        flags = compare(got, logits, expected)
+        return scoreboard(got, flags), np.flatnonzero(flags).tolist()
+
+    def result_of(beats: list[int], sample: int) -> int:
+        return next(i for i, b in enumerate(beats) if (b >> cls_b) & ((1 << tag_b) - 1) == sample)
+
+    def twice(beats):  # sample 4's result again, right after it
+        i = result_of(beats, 4)
+        return i + 1, beats[i]
+
+    def at_exit_1_too(beats):  # sample 4 (exit 0) also leaves at exit 1, in order: between samples 3 and 5 there
+        return result_of(beats, 5), beats[result_of(beats, 4)] | 1 << (cls_b + tag_b)
+
+    def logits_twice(beats):  # exit 0 shows sample 10's logits twice
+        return 11, beats[10]
+
+    def no_such_sample(beats):  # exit 0 logits tagged 40: sample 39's plus one on the tag
+        return len(beats), beats[-1] + (1 << tag_at[0])
+
+    duplicated = ({**CLEAN, "duplicated": 1}, [])
+    assert decoded(0, twice) == duplicated
+    assert decoded(0, at_exit_1_too) == duplicated  # the exit-0 result counts, the second one is extra
+    assert decoded(1, logits_twice) == duplicated
+    assert decoded(1, no_such_sample) == duplicated
+
+
+# stage 1 a quarter as fast as stage 0 (its first layer 256 cycles a sample, every other layer 64 or less):
+# bursts of continuing samples, and even every other sample continuing, arrive faster than stage 1 takes
+# them, so the conditional buffer fills and holds stage 0 up
+BOTTLENECK = {**FOLDING, "s1_l0_dense": (1, 16)}
+# long bursts of continuing samples (10 % leave at exit 0, mean burst 64), strict alternation, and runs of
+# seven continuing samples between single early exits
+ADVERSARIAL = ("markov:0.1,64", "pattern:0,1", "pattern:1,1,1,1,1,1,1,0")
+# the CNN's stage 0 at 128 cycles a sample (CNN_WINDOW), its second conv folded to 288
+CNN_BOTTLENECK = {**CNN_WINDOW, "s1_l0_conv2d": (8, 8)}
+
+
+def check_full_buffer(r: dict, run: Path) -> None:
+    """Nothing lost, duplicated or altered, no deadlock, every sample at the exit the traffic forced; and
+    the run did test a full buffer: every slot of conditional buffer 0 in use, stage 0 waiting on it."""
+    assert r["scoreboard"] == CLEAN and not r["deadlock"], (r["scoreboard"], r["failed_samples"])
+    assert [e["count"] for e in r["exits"]] == [e["expected"] for e in r["exits"]]
+    buf, (s0, s1) = r["buffers"][0], r["stages"]
+    assert buf["depth"] == load_design(run).stages[0].buffer_depth
+    assert buf["max_occupancy_samples"] == buf["slots"]
+    assert s0["buffer_full_cycles"] > 0 and s1["stall_cycles"] > 0  # stage 1, the bottleneck, had work waiting
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=lambda d: f"depth{d}")
+def bottleneck_run(request, rtl_run, tmp_path_factory):
+    """rtl_run with stage 1 the bottleneck and a 1- or 2-sample conditional buffer."""
+    return variant(rtl_run, tmp_path_factory, f"bottleneck{request.param}", request.param, BOTTLENECK)
+
+
+@pytest.mark.parametrize("spec", ADVERSARIAL)
+def test_scoreboard_with_the_buffer_full(bottleneck_run, spec):
+    """Adversarial traffic into a full conditional buffer under 50 % output backpressure."""
+    check_full_buffer(run_traffic(bottleneck_run, spec, samples=1000, backpressure=0.5, seed=2, write=False),
+                      bottleneck_run)
+
+
+@pytest.fixture(scope="module")
+def cnn_sim_run(cnn_run, tmp_path_factory):
+    """The digits CNN with stage 1 the bottleneck and a 2-sample conditional buffer."""
+    return variant(calibrated_copy(cnn_run, tmp_path_factory), tmp_path_factory, "cnn_sim", 2, CNN_BOTTLENECK)
+
+
+def test_cnn_scoreboard_with_the_buffer_full(cnn_sim_run):
+    """A CNN (line buffers, pooling, an exit head after a conv block): bursty traffic into a full
+    conditional buffer under 50 % output backpressure."""
+    check_full_buffer(run_traffic(cnn_sim_run, "markov:0.3,16", samples=400, backpressure=0.5, seed=5,
+                                  write=False), cnn_sim_run)
 
 
 @pytest.mark.needs("fst", "pywellen")
