@@ -448,7 +448,8 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
         tot = {r: float(sum(s.total()[r] for s in stages)) for r in RESOURCES}
         configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr,
                         "buffer_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
-                        "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist()})
+                        "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist(),
+                        "write_span": np.atleast_1d(timing.write_span).tolist()})
         out.append({**tot, "accuracy": best["point"].get("accuracy"),
                     "exits_kept": kept + [len(design["stages"]) - 1], "threshold": best["point"].get("threshold"),
                     "exit_fractions": [float(f) for f in fr], "buffer_depths": depths, "folding": folding,
