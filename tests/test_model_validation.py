@@ -9,22 +9,21 @@ exits, forced by the testbench), compared with the prediction it reports.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from codesign.ir import load_design
 from codesign.sim_run import SIM_MIN_SAMPLES, run_traffic
 from hw_models import estimate
 from hw_models.flow_sim import BufferTiming, effective_depths, simulate_flow
 from hw_models.geometry import matrix_geometry
 from hw_models.rtl_timing import boundary_slots
 
-from tests.conftest import calibrated_copy
+from tests.conftest import benchmark, calibrated_copy
 from tests.test_hw_models import cnn_design as _design
 
-ROOT = Path(__file__).resolve().parent.parent
 MAX_MODEL_ERROR = 0.03  # |predicted - measured| / measured, per configuration
 TARGETS = [64, 256]     # cycles per sample of stage 0 and stage 1
 # (buffer depth, traffic): stage 1 is the bottleneck on average at exit rate 0.7 (0.3 * 256 > 64)
@@ -32,17 +31,10 @@ TARGETS = [64, 256]     # cycles per sample of stage 0 and stage 1
 CONFIGS = [(1, "iid:0.75"), (1, "iid:0.7"), (1, "markov:0.75,8"), (2, "iid:0.75"), (2, "markov:0.7,4")]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("model_validation", ROOT / "benchmarks" / "model_validation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def variants(mlp_run, tmp_path_factory) -> dict[int, Path]:
     """Buffer depth -> the calibrated digits MLP folded to TARGETS with that depth, RTL generated."""
-    mv = _bench()
+    mv = benchmark("model_validation")
     base = calibrated_copy(mlp_run, tmp_path_factory)
     work = tmp_path_factory.mktemp("model_validation")
     return {d: mv.make_variant(base, work, f"mlp_64_256_d{d}", TARGETS, [d]) for d in sorted({c[0] for c in CONFIGS})}
@@ -53,8 +45,6 @@ def test_predicted_throughput_matches_verilator(variants, depth, spec):
     run = variants[depth]
     r = run_traffic(run, spec, samples=SIM_MIN_SAMPLES, write=False)
     assert r["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 0} and not r["deadlock"]
-    from codesign.ir import load_design
-
     design = load_design(run).as_dict()
     fractions = [e["fraction"] for e in r["exits"]]
     est = estimate(design, [design["device"]], fractions, burst_length=r["burst_length"])
@@ -72,7 +62,7 @@ def test_predicted_throughput_matches_verilator(variants, depth, spec):
 
 
 def test_fold_for_targets_meets_targets_cheaply():
-    mv = _bench()
+    mv = benchmark("model_validation")
     design = _design()
     for targets in ([64, 256], [576, 2304], [10 ** 6, 10 ** 6]):
         fold = mv.fold_for_targets(design, targets)
