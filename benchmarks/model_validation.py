@@ -159,7 +159,8 @@ def steady_and_replay(run: Path, spec: str, samples: int) -> dict:
     bt = est["buffer_timing"]
     timing = BufferTiming(order=bt["order"], decision_latency=bt["decision_latency_cycles"],
                           input_queue=tuple(bt["input_queue_samples"]),
-                          decision_capacity=tuple(bt["decision_capacity_samples"]))
+                          decision_capacity=tuple(bt["decision_capacity_samples"]),
+                          drain=tuple(bt["drain_cycles"]), write_span=tuple(bt["write_span_cycles"]))
     ii = np.array([[s["ii_cycles"] for s in est["stages"]]])
     starts = np.zeros((samples, 1))
     depths = [int(s.buffer_depth or 2) for s in design.stages[:-1]]
