@@ -27,7 +27,7 @@ from tests.test_hw_models import cnn_design as _design
 MAX_MODEL_ERROR = 0.03  # |predicted - measured| / measured, per configuration
 TARGETS = [64, 256]     # cycles per sample of stage 0 and stage 1
 # (buffer depth, traffic): stage 1 is the bottleneck on average at exit rate 0.7 (0.3 * 256 > 64)
-# and balanced at 0.75; Markov bursts of hard samples (mean run 8 / 0.25) fill the buffer
+# and balanced at 0.75; Markov bursts of hard samples (runs of L / exit rate: 10.7 at 0.75, 8) fill the buffer
 CONFIGS = [(1, "iid:0.75"), (1, "iid:0.7"), (1, "markov:0.75,8"), (2, "iid:0.75"), (2, "markov:0.7,4")]
 
 
