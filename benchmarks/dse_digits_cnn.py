@@ -15,6 +15,7 @@ from codesign.estimate_run import dse_run
 from codesign.evaluate import evaluate_run
 from codesign.export import export
 from codesign.train import train
+from provenance import command_line  # benchmarks/, the script's folder
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     started = time.perf_counter()
     r = dse_run(run, args.device)  # the whole command: calibration curve, sweep, re-ranking, plots, IR update
     wall = time.perf_counter() - started
-    out = {"design": "digits_cnn (examples/digits_cnn.yaml, trained)", "device": r["device"],
+    out = {"command": command_line(), "design": "digits_cnn (examples/digits_cnn.yaml, trained)", "device": r["device"],
            "wall_seconds": round(wall, 3), "points_evaluated": r["points_evaluated"],
            "points_per_second": r["points_per_second"], "points_per_second_end_to_end": r["points_per_second_end_to_end"],
            "predicted_gain": r["predicted_gain"]}

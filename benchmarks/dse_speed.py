@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hw_models.dse import run_dse  # noqa: E402
+from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 
 def _t(shape, bits=4, signed=False):
@@ -61,7 +62,7 @@ def main() -> None:
     r = run_dse(digits_cnn(), "xc7z045", budget=0.7, exit_points=CALIBRATION, min_accuracy=0.93,
                 burst_length=8, final_accuracy=0.98)
     wall = time.perf_counter() - t0
-    out = {"design": "digits_cnn (2 stages, 3 conv/dense layers each)", "device": "xc7z045",
+    out = {"command": command_line(), "design": "digits_cnn (2 stages, 3 conv/dense layers each)", "device": "xc7z045",
            "points_evaluated": r["points_evaluated"], "points_per_second": r["points_per_second"],
            "points_per_second_end_to_end": r["points_per_second_end_to_end"],
            "buffer_table_seconds": r["buffer_table_seconds"], "rerank_seconds": r["rerank_seconds"],

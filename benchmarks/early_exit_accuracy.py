@@ -17,6 +17,7 @@ from codesign.config import load_config
 from codesign.errors import UserError
 from codesign.evaluate import evaluate_run
 from codesign.train import train
+from provenance import command_line  # benchmarks/, the script's folder
 
 # BranchyNet (Teerapittayanon et al., 2016), B-LeNet on MNIST: 94.3 % of samples at the first exit, 99.25 % accuracy.
 BRANCHYNET_BLENET = {"first_exit_fraction": 0.943, "accuracy": 0.9925, "bits": 32}
@@ -55,7 +56,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "exits"}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"cpus": os.cpu_count(), "runs": rows}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"command": command_line(), "cpus": os.cpu_count(), "runs": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from codesign.sim_run import run_traffic
 from codesign.train import train
 from hw_models import run_dse
 from hw_models.system import reach_fractions
+from provenance import command_line  # benchmarks/, the script's folder
 
 SWEEP_BUDGETS = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.7)
 ATHEENA = {"gain_range": [2.00, 2.78], "network": "B-LeNet", "bits": 16, "device": "xc7z045 (ZC706)"}
@@ -192,7 +193,7 @@ def main() -> None:
         rows.append(measure(args.fallback, args.keep, args.device, args.budget, args.min_samples,
                             args.accuracy_delta, args.sweep))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"networks": rows, "skipped": skipped, "atheena": ATHEENA,
+    args.json.write_text(json.dumps({"command": command_line(), "networks": rows, "skipped": skipped, "atheena": ATHEENA,
                                      "cpus": os.cpu_count()}, indent=2) + "\n")
     plot_sweep(rows, args.json.with_suffix(".png"))
 

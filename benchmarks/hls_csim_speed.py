@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from codesign import hls  # noqa: E402
 from codesign.calibrate_run import calibrate_run  # noqa: E402
+from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 
 def trained_run(folder: Path) -> Path:
@@ -41,6 +42,7 @@ def main() -> None:
         total = time.perf_counter() - start
     sim = report["csim"]
     result = {
+        "command": command_line(),
         "design": "digits_mlp",
         "samples": sim["samples"],
         "mismatches": sim["mismatches"],

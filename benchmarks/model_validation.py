@@ -223,7 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
                   f"run {row['run_error']*100:+.2f}% replay {row['replay_error']*100:+.2f}%", flush=True)
         if not args.no_synth:
             s = synthesise(run)
-            designs.append({"network": net, "variant": name, "run": str(run), "top": s["top"],
+            # relative to --work: the JSON names no machine's folder
+            designs.append({"network": net, "variant": name, "run": run.relative_to(args.work).as_posix(),
+                            "top": s["top"],
                             "stages": s["stages"], "yosys_seconds": s["yosys_seconds"]})
             print(f"{name:18s} synth top LUT {s['top']['lut']} FF {s['top']['ff']} DSP {s['top']['dsp']} "
                   f"BRAM {s['top']['bram']} ({s['yosys_seconds']} s)", flush=True)
@@ -235,11 +237,15 @@ def main(argv: list[str] | None = None) -> dict:
     if len(designs) >= 2:  # the in-sample figures above use coefficients fitted to these designs
         from hw_models.refit import cross_validate, load_samples
 
-        cv = cross_validate(load_samples([Path(d["run"]) for d in designs]))
+        cv = cross_validate(load_samples([args.work / d["run"] for d in designs]))
         res_summary["leave_one_design_out"] = cv["summary"]
         print(f"leave one design out: {json.dumps(cv['summary'])}", flush=True)
+    # imported here: tests load this file by path, without benchmarks/ on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import command_line
+
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/model_validation.py", *argv]),
+        "command": command_line(argv, __file__),
         "throughput": {"configs": configs,
                        "summary": {"error_vs_steady": summary([c["error"] for c in configs]),
                                    "error_vs_run": summary([c["run_error"] for c in configs]),

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
+
 
 def trained_mlp(folder: Path) -> Path:
     from conftest import example  # the test suite's example loader
@@ -60,6 +62,7 @@ def main() -> None:
         build_seconds = time.perf_counter() - t0
         report = verify_rtl(run)  # cached build now: its build_seconds is the cache look-up
         result = {
+            "command": command_line(),
             "design": "digits_mlp",
             "generate_seconds": round(generate_seconds, 3),
             "build_seconds": round(build_seconds, 3),

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from codesign.sweep import load_sweep, run_sweep  # noqa: E402
 from codesign.sweep_worker import run_point  # noqa: E402
+from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 EXAMPLE = ROOT / "examples" / "sweep_digits.yaml"
 
@@ -96,6 +97,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
+        "command": command_line(),
         "points": summary["points"], "steps": steps, "epochs": args.epochs,
         "cores": len(os.sched_getaffinity(0)),
         "parallel_seconds": round(parallel, 2), "sequential_seconds": round(seq_seconds, 2),

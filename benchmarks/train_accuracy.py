@@ -16,6 +16,7 @@ from codesign.config import load_config
 from codesign.errors import UserError
 from codesign.export import export
 from codesign.train import train
+from provenance import command_line  # benchmarks/, the script's folder
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
+    args.json.write_text(json.dumps({"command": command_line(), "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
                                      "runs": rows}, indent=2) + "\n")
 
 

@@ -32,7 +32,6 @@ class _TrainExit(_Shape):
 class TrainJson(_Shape):
     exits: list[_TrainExit]
     mode: str
-    seconds: Num
 
 
 class _FractionExit(_Shape):
@@ -131,7 +130,6 @@ class DseJson(_Shape):
     budget: Num
     objective: str
     points_evaluated: int
-    points_per_second: Num
     chosen: _DsePoint
     baseline: _DsePoint
     predicted_gain: Num

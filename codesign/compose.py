@@ -9,11 +9,11 @@ and the policy keeps the kept exits' thresholds and tables only.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from codesign import policies
+from codesign.artifacts import read_artifact
 from codesign.errors import UserError
 from codesign.ir import Design, Policy, load_exported_design, save_design
 
@@ -28,10 +28,9 @@ def policy_tables(design: Design, kind: str) -> dict[str, Any]:
 
 def calibrated_policy(run: Path) -> Policy | None:
     """The policy of RUN/policy.json (the whole network's exits), or None before calibration."""
-    path = Path(run) / POLICY_FILE
-    if not path.is_file():
+    pol = read_artifact(run, POLICY_FILE, missing_ok=True)  # one line for a corrupt or wrong-shaped file
+    if pol is None:
         return None
-    pol = json.loads(path.read_text())
     return Policy.model_validate({k: pol[k] for k in ("kind", "thresholds", "tables", "float_thresholds")})
 
 

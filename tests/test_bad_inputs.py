@@ -26,18 +26,19 @@ from tests.conftest import example, write_config
 from tests.test_config import run_cli
 
 # internal state a command may leave behind on failure: a failing verification keeps its scratch
-# folder there for debugging (its one line names it)
-IGNORED = (".codesign/failed",)
+# folder there for debugging (its one line names it); the lock file is the lock itself (empty when
+# idle), made by the first command on a folder
+IGNORED = (".codesign/failed", ".codesign/lock")
 
 
 def tree_hash(folder: Path) -> str | None:
-    """Content hash of a folder: relative paths and file bytes (None if it does not exist)."""
+    """Content hash of a folder: relative paths and bytes of its files and symlinks (None if it does not exist)."""
     if not folder.exists():
         return None
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
-        if any(rel == i or rel.startswith(i + "/") for i in IGNORED):
+        if p.is_dir() and not p.is_symlink() or any(rel == i or rel.startswith(i + "/") for i in IGNORED):
             continue
         h.update(rel.encode() + b"\0")
         if p.is_file() and not p.is_symlink():
@@ -483,13 +484,21 @@ def test_bad_run_input(name, tmp_path, request):
 
 
 # ------------------------------------------------------------------ verification failures
-# Not in RUN_CASES: a failing verification writes its report into the run (hls/csim.json,
-# sim/<name>.json) before it fails, as the report is what a user debugs from; the table's
-# "nothing written" holds for user errors only.
+# A failing verification exits 1 and commits nothing into the run; its report (what a user debugs
+# from) stays with the step's other outputs in RUN/.codesign/failed/<step>, named by its one line.
 
 def _copy(run: Path, tmp: Path) -> Path:
     shutil.copytree(run, tmp / "run", symlinks=True)
     return tmp / "run"
+
+
+def _failed_report(line: str, run: Path, step: str, rel: str) -> Path:
+    """The report a failed verification names: kept with the step's other outputs in
+    RUN/.codesign/failed/<step>, while the run itself holds no result of the failed step."""
+    path = Path(line.rsplit("report ", 1)[1])
+    assert path == run / ".codesign" / "failed" / step / rel, line
+    assert not (run / rel).exists()
+    return path
 
 
 def test_hls_csim_mismatch_exits_1(mlp_rtl_run, tmp_path):
@@ -499,9 +508,9 @@ def test_hls_csim_mismatch_exits_1(mlp_rtl_run, tmp_path):
     _edit_array("s0_head_l0_dense", "w", lambda a: a[:, ::-1])(tmp_path)
     res = run_cli("hls", str(run), "--csim", cwd=tmp_path)
     line = assert_one_line(res, 1, "HLS C simulation")
-    report = json.loads((run / "hls" / "csim.json").read_text())
+    report = json.loads(_failed_report(line, run, "hls", "hls/csim.json").read_text())
     assert report["mismatches"] > 0
-    assert f"{report['mismatches']} of {report['samples']} samples" in line and str(run / "hls" / "csim.json") in line
+    assert f"{report['mismatches']} of {report['samples']} samples" in line
     assert f"first: {report['mismatched_samples'][0]}," in line
 
 
@@ -516,9 +525,9 @@ def test_sim_scoreboard_catches_an_edited_rom(mlp_rtl_run, tmp_path):
     rom.write_text("".join(w + "\n" for w in words))
     res = run_cli("sim", str(run), "--samples", "20", cwd=tmp_path)
     line = assert_one_line(res, 1, "scoreboard under data")
-    report = json.loads((run / "sim" / "data.json").read_text())
+    report = json.loads(_failed_report(line, run, "sim-data", "sim/data.json").read_text())
     assert report["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 20}
-    assert "20 of 20 samples" in line and str(run / "sim" / "data.json") in line
+    assert "20 of 20 samples" in line
 
 
 # ------------------------------------------------------------------ flow, locks and the run folder

@@ -1,7 +1,9 @@
 """Calibration, evaluation and inference modes on a trained run (issue: exit policies)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from codesign.errors import UserError
 from codesign.evaluate import evaluate_run
 from codesign.inference import anytime, budgeted, subnet
 from codesign.ir import load_design
+from codesign.reference import run_design
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
@@ -42,14 +45,63 @@ def test_design_json_carries_policy(calibrated):
     assert design.policy.tables == pol["tables"]
 
 
-def test_hardware_decisions_match_eval(calibrated):
-    """The exit fractions in eval.json are those of the integer view on reference logits."""
+def _max_softmax_leaves(z: np.ndarray, table: dict, threshold: int) -> np.ndarray:
+    """docs/policies.md's max_softmax unit, written out: sum_j E[(top1 - z_j) >> S] <= T, where an
+    index at or beyond the table's N entries contributes 0."""
+    exp = np.append(np.asarray(table["exp"], dtype=np.int64), 0)  # entry N: beyond the table
+    idx = np.minimum((z.max(axis=1, keepdims=True) - z) >> table["s"], table["n"])
+    return exp[idx].sum(axis=1) <= threshold
+
+
+def _layer_macs(design, layer) -> int:
+    """Weights times output positions (a dense layer has one position); no weights, no MACs."""
+    if not getattr(layer, "weight", None):
+        return 0
+    w = design.array(layer.weight)
+    return w.size * (int(np.prod(layer.output.shape)) // w.shape[0])
+
+
+def test_eval_json_figures_from_the_integer_reference(calibrated):
+    """Every figure of eval.json, recomputed here in plain numpy from the integer reference's
+    logits and the documented max_softmax rule: nothing from codesign.policies, calibration or
+    evaluate, so a wrong count, accuracy or MAC figure there cannot agree with itself."""
+    ev = evaluate_run(calibrated)
+    assert json.loads((calibrated / "eval.json").read_text()) == ev
     design = load_design(calibrated)
-    logits, labels = split_logits(design, run_dataset(calibrated), "test")
-    view = policies.integer_view(design.policy.kind, logits, design.policy.tables, design.policy.thresholds)
-    ev = json.loads((calibrated / "eval.json").read_text())
+    pol = design.policy
+    assert pol.kind == "max_softmax"  # the fixture's policy; the rule below is that policy's
+    for tab in pol.tables["exits"]:  # the exp table is the doc's E[i] = round(2**P exp(-i 2**S 2**-F))
+        want = [math.floor(2.0 ** tab["p"] * math.exp(-(i << tab["s"]) * 2.0 ** -tab["frac"]) + 0.5)
+                for i in range(tab["n"])]
+        assert tab["exp"] == want
+    test = run_dataset(calibrated).test
+    logits, labels = run_design(design, test.x), test.y
+    n, last = len(labels), design.num_exits - 1
+    classes = np.stack([np.argmax(z, axis=1) for z in logits])
+    leaves = np.full(n, last)
+    for k in reversed(range(last)):  # the first exit that lets a sample go takes it
+        leaves = np.where(_max_softmax_leaves(logits[k], pol.tables["exits"][k], pol.thresholds[k]), k, leaves)
+    right = classes[leaves, np.arange(n)] == labels
+    backbone = [sum(_layer_macs(design, l) for l in st.layers) for st in design.stages]
+    heads = [sum(_layer_macs(design, l) for l in st.head) for st in design.stages]
+    to_exit = np.cumsum(np.add(backbone, heads))  # leaving at exit k: every stage and head up to k ran
+    no_exit = sum(backbone) + heads[-1]  # the network without early exits
+
+    assert ev["samples"] == n and len(ev["exits"]) == last + 1
     for k, e in enumerate(ev["exits"]):
-        assert e["exit_fraction"] == float(np.mean(view.exit_index == k))
+        here = leaves == k
+        assert e["exit_fraction"] == here.sum() / n, k
+        assert e["accuracy_of_exited"] == (right[here].sum() / here.sum() if here.any() else None), k
+        assert e["accuracy_alone"] == (classes[k] == labels).sum() / n, k
+        assert e["macs_to_exit"] == to_exit[k] and e["threshold"] == (pol.thresholds[k] if k < last else None)
+    assert ev["overall_accuracy"] == right.sum() / n
+    assert ev["final_accuracy"] == (classes[last] == labels).sum() / n
+    assert ev["macs_no_exit"] == no_exit
+    assert ev["mean_macs"] == to_exit[leaves].sum() / n
+    assert ev["mac_fraction"] == ev["mean_macs"] / no_exit
+    assert 0 < (leaves < last).mean() < 1  # the check above saw samples at both exits
+    # the per-sample exit sequence the HLS / RTL runs compare against
+    assert ev["exit_sequence_digest"] == hashlib.sha256(leaves.astype(np.int64).tobytes()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize("kind", ["margin", "entropy", "patience"])

@@ -253,19 +253,26 @@ def test_deeper_buffer_never_hurts(depth):
     assert x2 >= x1 - 1e-12
 
 
-def comparison_table(seed: int = 11) -> list[str]:
-    """Markdown rows: model vs brute force on a few cases (docs/hw_models.md)."""
+def comparison_rows(seed: int = 11) -> list[dict]:
+    """Model vs brute force on a few cases (benchmarks/brute_force_vs_model.py, docs/hw_models.md)."""
     cases = [(0.5, 4, 1, 1.0), (0.8, 10, 8, 1.0), (0.5, 4, 8, 64.0), (0.95, 32, 1, 64.0), (0.8, 10, 64, 64.0)]
-    lines = []
+    rows = []
     for label, order, d, release, timing in [("continue_only", "continue_only", 0, 0, CHAIN),
                                              ("in_order, d=4", "in_order", 4, 1, BufferTiming(order="in_order", decision_latency=4))]:
         sim = _brute_force(cases, order, d, release, seed)
         for c in cases:
             model = system_throughput([A, c[1]], [c[0], 1 - c[0]], [c[2]], c[3], timing)
-            inf = system_throughput([A, c[1]], [c[0], 1 - c[0]])
-            lines.append(f"| {label} | {c[0]} | {c[1]} | {c[2]} | {c[3]:g} | {inf:.4f} | {model:.4f} | "
-                         f"{sim[c]:.4f} | {100 * (model - sim[c]) / sim[c]:+.2f}% |")
-    return lines
+            rows.append({"rules": label, "exit_rate": c[0], "stage1_cycles": c[1], "depth": c[2], "burst": c[3],
+                         "infinite": system_throughput([A, c[1]], [c[0], 1 - c[0]]), "model": model,
+                         "brute_force": sim[c], "diff": (model - sim[c]) / sim[c]})
+    return rows
+
+
+def comparison_table(seed: int = 11) -> list[str]:
+    """The rows as markdown."""
+    return [f"| {r['rules']} | {r['exit_rate']} | {r['stage1_cycles']} | {r['depth']} | {r['burst']:g} | "
+            f"{r['infinite']:.4f} | {r['model']:.4f} | {r['brute_force']:.4f} | {100 * r['diff']:+.2f}% |"
+            for r in comparison_rows(seed)]
 
 
 if __name__ == "__main__":  # .venv/bin/python tests/test_hw_system.py

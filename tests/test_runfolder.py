@@ -250,3 +250,23 @@ def test_the_same_bytes_again_are_no_write(run):
     os.utime(out, ns=(1_000_000_000, 1_000_000_000))
     assert execute(run, step, {}, force=True).status == "ran"
     assert out.stat().st_mtime_ns == 1_000_000_000 and out.read_text() == "a"
+
+
+def test_no_artifact_shape_requires_a_wall_clock_key():
+    """Wall-clock figures live in RUN/timings.json only: a shape that required one would refuse every
+    artifact the steps write."""
+    from pydantic import BaseModel
+
+    from codesign.artifacts import ARTIFACTS
+
+    def required(shape: type[BaseModel], where: str) -> list[str]:
+        found = []
+        for name, field in shape.model_fields.items():
+            if field.is_required() and name in timings.WALL_CLOCK_KEYS:
+                found.append(f"{where}.{name}")
+            for arg in getattr(field.annotation, "__args__", ()) + (field.annotation,):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    found += required(arg, f"{where}.{name}")
+        return found
+
+    assert [w for rel, (_, shape) in ARTIFACTS.items() if shape for w in required(shape, rel)] == []
