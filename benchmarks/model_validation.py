@@ -47,6 +47,10 @@ VARIANTS = [
      ["iid:0.958", "iid:0.97", "iid:0.9", "markov:0.958,8", "markov:0.97,32"]),
     ("digits_mlp", "mlp_40_1024_d4", [40, 1024], [4], ["iid:0.958", "markov:0.958,8"]),
     ("digits_mlp", "mlp_64_256_d8", [64, 256], [8], ["iid:0.75", "iid:0.5", "markov:0.75,8", "markov:0.75,64"]),
+    # depth 1 and 2 at and past the balance point (tests/test_model_validation.py at 2000 samples): a
+    # sample's 64 beats span stage 0's whole II, so slots taken at the first beat decide (rule 10)
+    ("digits_mlp", "mlp_64_256_d1", [64, 256], [1], ["iid:0.75", "iid:0.7", "markov:0.75,8"]),
+    ("digits_mlp", "mlp_64_256_d2", [64, 256], [2], ["iid:0.75", "markov:0.7,4"]),
     ("digits_cnn", "cnn_576_2304_d8", [576, 2304], [8], ["iid:0.75", "iid:0.8", "markov:0.75,16"]),
     ("digits_cnn", "cnn_576_1152_d2", [576, 1152], [2], ["iid:0.5", "markov:0.5,8"]),
     ("digits_mlp3", "mlp3_a_d8", [64, 256, 512], [8, 8], ["iid:0.75,0.15", "iid:0.6,0.2", "markov:0.75,0.15,8"]),
@@ -155,7 +159,8 @@ def steady_and_replay(run: Path, spec: str, samples: int) -> dict:
     bt = est["buffer_timing"]
     timing = BufferTiming(order=bt["order"], decision_latency=bt["decision_latency_cycles"],
                           input_queue=tuple(bt["input_queue_samples"]),
-                          decision_capacity=tuple(bt["decision_capacity_samples"]))
+                          decision_capacity=tuple(bt["decision_capacity_samples"]),
+                          drain=tuple(bt["drain_cycles"]), write_span=tuple(bt["write_span_cycles"]))
     ii = np.array([[s["ii_cycles"] for s in est["stages"]]])
     starts = np.zeros((samples, 1))
     depths = [int(s.buffer_depth or 2) for s in design.stages[:-1]]

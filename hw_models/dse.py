@@ -29,7 +29,7 @@ from .geometry import COMPUTE_KINDS, divisors, elements, input_layer_name, matri
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
 from .stages import DECISION_BITS, TAG_BITS, stage_costs
-from .system import reach_fractions, system_throughput_batch
+from .system import reach_fractions, system_throughput, system_throughput_batch
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
 MAX_TARGETS = 160
@@ -276,6 +276,9 @@ def run_dse(design: dict, device: "str | Device", budget: float = 0.7, objective
     chosen = _rerank(design, candidates, objective, throughput_target, burst_length, limit)
     if objective == "throughput" and _exit_buys_nothing(chosen, baseline):
         chosen = baseline
+    # the winner's figure as `codesign estimate` computes it for the built design: the re-rank's
+    # batch (fewer lanes, no input queue) ranks, it does not report
+    chosen = {**chosen, "throughput_samples_per_cycle": _estimated_throughput(design, chosen, burst_length)}
     pareto = _pareto(np.concatenate(pareto_sets, axis=0)) if pareto_sets else []
     seconds = time.perf_counter() - start
     return {
@@ -448,7 +451,8 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
         tot = {r: float(sum(s.total()[r] for s in stages)) for r in RESOURCES}
         configs.append({"ii": [s.ii for s in stages], "exit_fractions": fr,
                         "buffer_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
-                        "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist()})
+                        "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist(),
+                        "write_span": np.atleast_1d(timing.write_span).tolist()})
         out.append({**tot, "accuracy": best["point"].get("accuracy"),
                     "exits_kept": kept + [len(design["stages"]) - 1], "threshold": best["point"].get("threshold"),
                     "exit_fractions": [float(f) for f in fr], "buffer_depths": depths, "folding": folding,
@@ -461,6 +465,17 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
     for d, x in zip(out, thr):
         d["throughput_samples_per_cycle"] = float(x)
     return out
+
+
+def _estimated_throughput(design: dict, described: dict, burst: float) -> float:
+    """hw_models.estimate's system throughput for a described point (its kept exits, folding,
+    buffer depths and exit fractions): the same stage model, buffer rules and event budget."""
+    reduced = reduced_design(design, list(described["exits_kept"][:-1]))
+    folding, depths = described["folding"], list(described["buffer_depths"])
+    stages = stage_costs(reduced, "rtl", folding, depths)
+    timing = buffer_timing(stages, design=reduced, folding=folding, depths=depths)
+    return float(system_throughput([s.ii for s in stages], described["exit_fractions"], depths or None, burst,
+                                   timing))
 
 
 def reduced_design(design: dict, kept: list[int]) -> dict:

@@ -10,7 +10,8 @@ from codesign.errors import UserError
 from .devices import RESOURCES, get_device
 from .stages import stage_costs
 from .flow_sim import BufferTiming, effective_depths, per_boundary
-from .rtl_timing import boundary_slots, drain_fraction
+from .rtl_timing import boundary_slots, drain_fraction, read_cycles, write_span
+from .rtl_timing import decision_latency as rtl_decision_latency
 from .system import (infinite_buffer_throughput, mean_latency, path_latencies,
                      reach_fractions, system_throughput, system_throughput_many)
 
@@ -30,15 +31,24 @@ def buffer_timing(stages, decision_latency: float | None = None, order: str | No
     With ``design`` (RTL back end): the `slots` rule of its cs_cond_buffer, the
     exit path's decision capacity, the next stage's input queue and drain time
     (rtl_timing.py); without: `order` (default `in_order`, the HLS buffer)."""
-    if decision_latency is None:
-        heads = [sc.head_latency for sc in stages[:-1]]
-        decision_latency = max(heads) if heads else 0.0
     if design is None or len(stages) < 2:
+        if decision_latency is None:
+            heads = [sc.head_latency for sc in stages[:-1]]
+            decision_latency = max(heads) if heads else 0.0
         return BufferTiming(order=order or "in_order", decision_latency=float(decision_latency))
     caps, queues = boundary_slots(design, folding, depths)
-    drain = tuple(drain_fraction(st, folding) * sc.ii for st, sc in zip(design["stages"][1:], stages[1:]))
+    ds = design["stages"]
+    spans = tuple(write_span(st, sc.ii, sc.buffer_beats, folding) for st, sc in zip(ds[:-1], stages[:-1]))
+    if decision_latency is None:  # from the last beat written, the head overlapping the write
+        decision_latency = max(rtl_decision_latency(st, sc.head_latency, {b.name: float(np.max(b.cost.cycles))
+                                                                          for b in sc.blocks}, span, folding)
+                               for st, sc, span in zip(ds[:-1], stages[:-1], spans))
+    # a continuing sample holds its slot until stage k+1 has read its last beat: its line buffer's
+    # share of the II, or the meta beat and the beats at one per cycle, whichever is later
+    drain = tuple(max(drain_fraction(st, folding) * sc.ii, read_cycles(prev.buffer_beats))
+                  for st, sc, prev in zip(ds[1:], stages[1:], stages[:-1]))
     return BufferTiming(order=order or "slots", decision_latency=float(decision_latency), input_queue=queues,
-                        decision_capacity=caps, drain=drain)
+                        decision_capacity=caps, drain=drain, write_span=spans)
 
 
 def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "rtl",
@@ -93,7 +103,8 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
                           "decision_capacity_samples": [int(v) for v in per_boundary(timing.decision_capacity, len(stages))],
                           "input_queue_samples": [int(v) for v in per_boundary(timing.input_queue, len(stages))],
                           "effective_depths": [int(v) for v in effective_depths(depths, timing.decision_capacity)],
-                          "drain_cycles": [float(v) for v in per_boundary(timing.drain, len(stages), float)]},
+                          "drain_cycles": [float(v) for v in per_boundary(timing.drain, len(stages), float)],
+                          "write_span_cycles": [float(v) for v in per_boundary(timing.write_span, len(stages), float)]},
         "buffer_depths": [int(d) for d in depths],
         "throughput_samples_per_cycle": _round(thr),
         "throughput_infinite_buffers_samples_per_cycle": _round(thr_inf),

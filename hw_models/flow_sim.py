@@ -17,7 +17,9 @@ Timing rules (all parameters in BufferTiming; docs/hw_models.md):
   it sits; a continuing one leaves in order of the continuing samples when
   stage k+1 takes it, and frees its slot `drain` cycles later (stage k+1
   reads its last beat).  Both kinds free in sample order among themselves,
-  so the write waits for the (depth+1)-th latest of the two release streams.
+  so the write waits for the (depth+1)-th latest of the two release streams;
+  the slot is taken with the first beat, write_span cycles before the write,
+  so a stage that finds none writes write_span cycles after one frees.
   in_order (the RTL's cs_cond_buffer before the slot rewrite, the HLS
   buffer): every sample is written; its exit
   decision is known decision_latency cycles after the write; samples leave
@@ -56,6 +58,8 @@ class BufferTiming:
                                     # consumed (0 = unlimited); caps the buffer's effective depth
     drain: float | tuple = 0.0      # `slots`: cycles from stage k+1 taking a continuing sample to its last
                                     # beat leaving the buffer (one number, one per boundary, or [lanes, K-1])
+    write_span: float | tuple = 0.0  # `slots`: cycles from a sample's first beat into buffer k (where it
+                                    # takes its slot) to its last (the write); same shapes as `drain`
 
 
 def per_boundary(value, n_stages: int, dtype=np.int64) -> np.ndarray:
@@ -93,6 +97,13 @@ def _latest(ring: np.ndarray, count: np.ndarray) -> np.ndarray:
     back = np.arange(1, m + 1)[None, :]
     idx = (count[:, None] - back) % m
     return np.where(back <= count[:, None], np.take_along_axis(ring, idx, axis=1), -1e18)
+
+
+def _per_lane(value, lanes: int, n_stages: int) -> np.ndarray:
+    """A cycle count per boundary as [lanes, K-1]: given as [lanes, K-1] (system_throughput_batch),
+    or one value / one per boundary for every lane."""
+    arr = value if np.ndim(value) == 2 else per_boundary(value, max(n_stages, 2), float)
+    return np.broadcast_to(np.asarray(arr, dtype=float), (lanes, max(n_stages - 1, 1)))
 
 
 def sticky_exits(rng: np.random.Generator, cum: np.ndarray, burst: np.ndarray, n: int) -> np.ndarray:
@@ -155,9 +166,7 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
         ring_cont = np.full((max(n_st - 1, 1), lanes, m_ring), neg)
         n_exit = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
         n_cont = np.zeros((max(n_st - 1, 1), lanes), dtype=np.int64)
-        # [lanes, boundaries] (system_throughput_batch), or one value / one per boundary for every lane
-        drain = timing.drain if np.ndim(timing.drain) == 2 else per_boundary(timing.drain, max(n_st, 2), float)
-        drain = np.broadcast_to(np.asarray(drain, dtype=float), (lanes, max(n_st - 1, 1)))
+        drain, span = _per_lane(timing.drain, lanes, n_st), _per_lane(timing.write_span, lanes, n_st)
     t_start0 = np.zeros(lanes)
     t_warm = np.zeros(lanes)
 
@@ -189,7 +198,9 @@ def simulate_flow(ii, depths, exit_fractions, burst, timing: BufferTiming = Buff
                                      n_slots[:, k])
             else:
                 oldest = np.where(written[k] >= depths[:, k], ring[k, lane, slot], neg)
-            w = np.maximum(finish, oldest + rel)
+            # `slots`: the slot is taken with the first beat, `write_span` before the write; a stall
+            # there holds the stage, whose remaining beats follow once a slot is free
+            w = np.maximum(finish, oldest + rel + (span[:, k] if slots else 0.0))
             free[k] = np.where(active, np.where(writes, w, finish), free[k])
             # removal: continuing samples when stage k+1 takes them, exits when decided
             head = last_out[k] + hi

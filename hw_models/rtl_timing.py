@@ -67,6 +67,64 @@ def drain_fraction(stage: dict, folding: dict | None = None) -> float:
     return 0.0 if _multi_fold(first, folding) else 1.0
 
 
+def _fold_cycles(layer: dict, folding: dict | None) -> tuple[float, int]:
+    """(cycles of one output fold at one position, output folds per sample) of a compute layer."""
+    pe, simd = folding_of(layer, folding)
+    geo = matrix_geometry(layer)
+    return geo.mw / simd, geo.positions * -(-geo.mh // pe)
+
+
+def write_span(stage: dict, ii: float, beats: int, folding: dict | None = None) -> float:
+    """Cycles from a sample's first beat into conditional buffer k to its last (flow_sim's
+    `write_span`): cs_cond_buffer takes the slot with the first beat, and a stall there holds
+    the stage's last block, whose remaining beats follow once a slot is free.
+
+    A dense emits PE outputs per fold, one fold every MW/SIMD cycles after its input is in:
+    (folds - 1) folds (digits MLP PE 1: 63 cycles, Verilator: first beat 3, last 66).  A conv
+    (and a pool after it) emits as its window walk advances, over the stage's II less the
+    first output row.  At least beats - 1: the buffer takes one beat per cycle."""
+    last = _last_compute(stage)
+    if last is None:
+        return float(max(beats - 1, 0))
+    fold, folds = _fold_cycles(last, folding)
+    if last["kind"] == "conv2d":
+        oh = int(last["output"]["shape"][1])
+        span = ii * (oh - 1) / oh
+    else:
+        span = (folds - 1) * fold
+    return float(max(span, beats - 1, 0))
+
+
+def decision_latency(stage: dict, head_latency: float, head_cycles: dict[str, float], span: float,
+                     folding: dict | None = None) -> float:
+    """Cycles from a sample's last beat into buffer k to its decision there.
+
+    `head_latency` sums the exit head's blocks in an empty pipeline from the split; the head's
+    first compute layer overlaps the write: it works while the beats arrive, `span` cycles,
+    except its work after the last input (a dense's remaining output folds; a conv's last
+    output row).  Digits MLP head (MW 64, SIMD 2, PE 5 of 10, threshold unit 23): 91 summed,
+    59 here, 60 in Verilator.  `head_cycles`: cycles per sample of each head layer by name."""
+    first = next((l for l in stage.get("head", []) if l["kind"] in COMPUTE_KINDS), None)
+    if first is None:
+        return float(head_latency)
+    fold, folds = _fold_cycles(first, folding)
+    cycles = float(head_cycles.get(first["name"], fold * folds))
+    folds_left = folds // int(first["output"]["shape"][1]) if first["kind"] == "conv2d" else folds - 1
+    after_input = folds_left * fold
+    return float(head_latency - max(min(span, cycles - after_input), 0.0))
+
+
+def read_cycles(beats: int) -> float:
+    """Cycles from stage k+1 taking a continuing sample to its last beat leaving buffer k: the
+    meta beat, then one beat per cycle (Verilator, digits MLP, 64 beats: taken at 126, last
+    beat out at 191, the next sample's first beat in at 192)."""
+    return float(beats + 1)
+
+
+def _last_compute(stage: dict) -> dict | None:
+    return next((l for l in reversed(stage.get("layers", [])) if l["kind"] in COMPUTE_KINDS), None)
+
+
 def _first_compute(stage: dict) -> dict | None:
     return next((l for l in stage.get("layers", []) if l["kind"] in COMPUTE_KINDS), None)
 

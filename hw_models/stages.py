@@ -33,6 +33,7 @@ class StageCost:
     head_latency: float = 0.0          # split to decision (or to the final class)
     boundary_latency: float = 0.0      # split + conditional buffer for a continuing sample
     parallel_threshold: bool = False   # RTL: the pipelined threshold unit (rtl_cost.threshold_parallel)
+    buffer_beats: int = 0              # RTL: beats of one sample into conditional buffer k (features / lanes)
 
     @property
     def ii(self) -> float:
@@ -91,6 +92,7 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
             sample_bits = elements(feats) * bits  # the tag travels with the decision, not in the buffer
             buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits, decision_bits=DECISION_BITS)
             sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
+            sc.buffer_beats = elements(feats) // (lanes or 1)  # codesign/rtl.py: features / lanes
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
         sc.head_latency = head_lat

@@ -118,8 +118,8 @@ def system_throughput_batch(configs: list[dict], burst_length: float = 1.0, timi
     """Throughput of many designs at once (one event run per stage count).
 
     configs[i]: {"ii": [...], "exit_fractions": [...], "buffer_depths": [...],
-    "decision_latency": cycles, "drain": cycles per boundary}.  Used to re-rank DSE candidates; the lane
-    budget is smaller than system_throughput's (control variates keep the
+    "decision_latency": cycles, "drain" and "write_span": cycles per boundary}.  Used to re-rank DSE
+    candidates; the lane budget is smaller than system_throughput's (control variates keep the
     noise near 1%).
     """
     timing = timing or BufferTiming()
@@ -138,13 +138,14 @@ def system_throughput_batch(configs: list[dict], burst_length: float = 1.0, timi
         fr = np.repeat([configs[i]["exit_fractions"] for i in idx], n, axis=0).astype(float)
         depths = np.repeat([configs[i]["buffer_depths"] for i in idx], n, axis=0)
         d = np.repeat([float(configs[i].get("decision_latency", timing.decision_latency)) for i in idx], n)
-        drain = np.repeat([np.broadcast_to(np.asarray(configs[i].get("drain", 0.0), dtype=float), (len(configs[i]["ii"]) - 1,))
-                           for i in idx], n, axis=0)
+        drain, span = (np.repeat([np.broadcast_to(np.asarray(configs[i].get(key, 0.0), dtype=float),
+                                                  (len(configs[i]["ii"]) - 1,)) for i in idx], n, axis=0)
+                       for key in ("drain", "write_span"))
         cum = np.cumsum(fr, axis=1)
         cum[:, -1] = np.inf
         exits = sticky_exits(np.random.default_rng(seed), cum, np.full(lanes, float(burst_length)), samples)
         per_lane = BufferTiming(timing.order, d, timing.read_latency, timing.release_latency, timing.head_interval,
-                                drain=drain)
+                                drain=drain, write_span=span)
         warmup = samples // 5
         elapsed = simulate_flow(ii, depths, fr, burst_length, per_lane, samples, warmup, seed, exits=exits)
         for j, i in enumerate(idx):

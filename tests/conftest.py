@@ -68,6 +68,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 pytest.skip(msg)
 
 
+def benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package): tests reuse its helpers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def example(name: str, **overrides) -> dict:
     """An example config as a dict, with dotted-key overrides (e.g. train__epochs=3)."""
     data = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())

@@ -10,6 +10,8 @@ import pytest
 from codesign.errors import UserError
 from codesign.synth_run import _modules_from_stat, _expand, instances_of, stage_of_instance, synth_run
 
+from tests.conftest import benchmark
+
 HAVE_YOSYS = shutil.which("yosys") is not None
 
 
@@ -65,35 +67,64 @@ def small_rtl(mlp_run, tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not installed")
-def test_synth_run_small_design(small_rtl):
-    r = synth_run(small_rtl)
-    data = json.loads((small_rtl / "synth.json").read_text())
-    assert data["top"]["lut"] == r["top"]["lut"]
-    assert len(data["stages"]) == 2
-    for st in data["stages"]:
-        assert set(("lut", "ff", "dsp", "bram", "carry")) <= set(st)
-        assert set(st["model"]) == {"lut", "ff", "dsp", "bram"}
-        assert set(st["error"]) == {"lut", "ff", "dsp", "bram"}
-        assert st["lut"] > 0 and st["ff"] > 0
-    # every instance is attributed to a stage; the top adds only its own glue
-    assert all(i["stage"] is not None for i in data["instances"])
-    for res in ("lut", "ff", "dsp", "carry"):
-        assert data["top"][res] == sum(s[res] for s in data["stages"]) + data["top"]["glue"][res]
-    assert data["top"]["module"].endswith("_ee")
+@pytest.fixture(scope="module")
+def folded_rtl(small_rtl, tmp_path_factory) -> Path:
+    """The same network folded to 512 | 2048 cycles per stage (benchmarks/model_validation.py's
+    variant helper): other PE/SIMD, so DSPs, MVU logic and width converters differ."""
+    mv = benchmark("model_validation")
+    return mv.make_variant(small_rtl, tmp_path_factory.mktemp("synth_folded"), "mlp_512_2048", [512, 2048], [])
 
 
-@pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not installed")
-def test_refit_and_cross_validation_on_a_real_synthesis(small_rtl):
-    """The refit lowers the block error on its own data; leave-one-out runs with the refit per fold."""
-    from hw_models.refit import cross_validate, load_samples, refit
+@pytest.fixture(scope="module")
+def synthesised(small_rtl, folded_rtl) -> dict[Path, dict]:
+    """synth_run of both designs, once (yosys: about 25 s each)."""
+    return {run: synth_run(run) for run in (small_rtl, folded_rtl)}
 
-    if not (small_rtl / "synth.json").is_file():
-        synth_run(small_rtl)
-    samples = load_samples([small_rtl, small_rtl])  # two folds of the same design: out-of-sample == in-sample
+
+@pytest.mark.needs("yosys")
+def test_synth_run(synthesised):
+    folds = set()
+    for run, r in synthesised.items():
+        data = json.loads((run / "synth.json").read_text())
+        assert data["top"]["lut"] == r["top"]["lut"]
+        assert len(data["stages"]) == 2
+        for st in data["stages"]:
+            assert set(("lut", "ff", "dsp", "bram", "carry")) <= set(st)
+            assert set(st["model"]) == {"lut", "ff", "dsp", "bram"}
+            assert set(st["error"]) == {"lut", "ff", "dsp", "bram"}
+            assert st["lut"] > 0 and st["ff"] > 0
+            # DSP and BRAM are counting rules (one DSP48E1 per product, RAMB18 by shape), not fits
+            assert (st["model"]["dsp"], st["model"]["bram"]) == (st["dsp"], st["bram"]), (run.name, st)
+        # every instance is attributed to a stage; the top adds only its own glue
+        assert all(i["stage"] is not None for i in data["instances"])
+        for res in ("lut", "ff", "dsp", "carry"):
+            assert data["top"][res] == sum(s[res] for s in data["stages"]) + data["top"]["glue"][res]
+        assert data["top"]["module"].endswith("_ee")
+        assert (data["top"]["model"]["dsp"], data["top"]["model"]["bram"]) == (data["top"]["dsp"], data["top"]["bram"])
+        folds.add(tuple(st["dsp"] for st in data["stages"]))
+    assert len(folds) == 2  # two different designs, not one twice
+
+
+@pytest.mark.needs("yosys")
+def test_refit_and_cross_validation_on_two_designs(synthesised):
+    """The refit lowers the block error on its own data and keeps DSP/BRAM exact per block; leave one
+    design out fits on one design and predicts the other."""
+    from hw_models.refit import _stage_totals, cross_validate, load_samples, refit
+
+    samples = load_samples(list(synthesised))
+    assert len(samples) == 2
     fit = refit(samples)["report"]
     for res in ("lut", "ff"):
         assert fit["block_error_after"][res]["mean_abs"] <= fit["block_error_before"][res]["mean_abs"] + 1e-9
+    for row in fit["rows"]:
+        assert (row["model_dsp"], row["model_bram"]) == (row["dsp"], row["bram"]), row["block"]
     cv = cross_validate(samples)
     assert cv["method"] == "leave one design out" and len(cv["stages"]) == 4
+    for held_out in (0, 1):
+        # the held-out design's stages are predicted with coefficients fitted to the other one only
+        other = refit([samples[1 - held_out]])["coefficients"]
+        expected = _stage_totals(samples[held_out][0], other)
+        rows = [r for r in cv["stages"] if r["design"] == held_out]
+        assert [(r["model_lut"], r["model_ff"]) for r in rows] == [(e["lut"], e["ff"]) for e in expected]
+        assert [r["lut"] for r in rows] == [st["lut"] for st in samples[held_out][1]["stages"]]
     assert cv["summary"]["lut"]["worst_abs"] < 0.15 and cv["summary"]["ff"]["worst_abs"] < 0.15
