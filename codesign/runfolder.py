@@ -31,13 +31,13 @@ from typing import Any, Callable, Iterator
 
 from codesign import timings
 from codesign.errors import StepFailed, UserError, VerificationFailed
+from codesign.scratch import FAILED_DIR, keep_failed
 
 STATE_DIR = ".codesign"
 LOCK_FILE = "lock"
 STAMP_DIR = "steps"
 TX_DIR = "tx"
 TRASH_DIR = "trash"
-FAILED_DIR = "failed"
 JOURNAL_PREFIX = "journal-"
 TIMINGS_FILE = "timings.json"
 
@@ -457,11 +457,9 @@ def execute(run: Path, step: Step, params: dict[str, Any] | None = None, *, forc
             with timings.collect() as spent:
                 result = step.action(tx, params)
         except VerificationFailed as err:
-            dest = state_dir(run) / FAILED_DIR / step.name
             # an action that kept its own failed outputs (export's scratch) names them: keep just those
-            own = state_dir(tx) / FAILED_DIR / step.name
-            src = own if own.is_dir() else tx
-            _keep_failed(src, dest)
+            own = tx / FAILED_DIR / step.name
+            dest = keep_failed(own if own.is_dir() else tx, run, step.name)
             _drop_scratch(tx)
             raise VerificationFailed(_scrub(_scrub(str(err), own, dest), tx, dest)) from None
         except UserError as err:
@@ -509,13 +507,6 @@ def _leaks(tx: Path, writes: tuple[str, ...]) -> str | None:
             if any(n in data for n in needles):
                 return f.relative_to(tx).as_posix()
     return None
-
-
-def _keep_failed(src: Path, dest: Path) -> None:
-    """A failing verification's outputs stay for debugging in RUN/.codesign/failed/<step>, outside the run."""
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src.rename(dest)
 
 
 @contextlib.contextmanager
