@@ -127,21 +127,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         '"accuracy_of_exited": e["accuracy_alone"]',
         ("tests/test_evaluate.py::test_eval_json_figures_from_the_integer_reference",),
     ),
-)
-
-# Known survivors: wrong hardware the suite does not catch yet.  `--gaps` runs these (into
-# mutation_gaps.json); move one into MUTATIONS once a test catches it (e.g. the model-vs-Verilator
-# tests being added to tests/test_model_validation.py).
-GAPS: tuple[Mutation, ...] = (
     Mutation(
         "swu_rows_offset", "hw_models/rtl_timing.py",
         "RTL timing model: cs_swu's line buffer counted one input row shorter (2 KH + SH - 2), which "
         "changes the next-stage input queue and drain fraction of conv stages",
         'return 2 * conv["kernel"][0] + (conv.get("stride") or [1, 1])[0] - 1',
         'return 2 * conv["kernel"][0] + (conv.get("stride") or [1, 1])[0] - 2',
-        ("tests/test_model_validation.py", "tests/test_hw_models.py::test_estimate_keys_markdown_and_plot"),
+        ("tests/test_rtl_window.py::test_swu_holds_the_rows_the_timing_model_counts[ic4_k3]",
+         "tests/test_rtl_window.py::test_swu_holds_the_rows_the_timing_model_counts[ic2_k5_s2_fold2]"),
     ),
 )
+
+# Known survivors: wrong hardware the suite does not catch yet.  `--gaps` runs these (into
+# mutation_gaps.json); move one into MUTATIONS once a test catches it.  Empty: the last one
+# (swu_rows_offset) is caught by tests/test_rtl_window.py since cs_swu's capacity is measured.
+GAPS: tuple[Mutation, ...] = ()
 
 # what the copy must import from itself (the mutated module is checked as well)
 PACKAGES = ("codesign", "codesign.templates", "hw_models", "sim")
@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or ()) - {m.name for m in table}
     if unknown:
         raise SystemExit(f"unknown mutation(s) {sorted(unknown)}; known: {[m.name for m in table]}")
+    if not mutations:  # an empty selection would make pytest run the whole suite as the "baseline"
+        print("no mutations in this table: nothing to check")
+        return 0
     python = args.python if args.python.is_absolute() else Path.cwd() / args.python
     files = tracked_files(ROOT)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

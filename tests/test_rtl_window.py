@@ -89,6 +89,27 @@ def test_swu_pixels_per_beat_window_order(name: str) -> None:
     _check_windows(exe, x, ipb * ic, simd, ib, ref, seed=19)
 
 
+# IC, IH, IW, K, S, P, SIMD: channel folds, stride 2 with a 5x5 kernel, the parallel window
+SWU_ROWS = {"ic4_k3": (4, 12, 12, 3, 1, 1, 4), "ic2_k5_s2_fold2": (2, 12, 9, 5, 2, 0, 2),
+            "ic1_kp9": (1, 10, 8, 3, 1, 0, 9)}
+
+
+@pytest.mark.parametrize("name", list(SWU_ROWS))
+def test_swu_holds_the_rows_the_timing_model_counts(name: str) -> None:
+    """With its output never taken, cs_swu accepts exactly the input rows hw_models.rtl_timing counts
+    for its line buffer (the next sample's input queue and drain fraction of a conv stage rest on it)."""
+    from hw_models.rtl_timing import _swu_rows
+
+    ic, ih, iw, k, s, p, simd = SWU_ROWS[name]
+    ib, lanes = 4, min(simd, ic)
+    exe = build_module("cs_swu", axis_ports(lanes * ib, simd * ib),
+                       dict(IC=ic, IH=ih, IW=iw, KH=k, KW=k, SH=s, SW=s, PH=p, PW=p, SIMD=simd, IB=ib))
+    x = np.random.default_rng(23).integers(0, 2**ib, (2, ih, iw, ic))
+    r = run_stream(exe, [beats(x.reshape(-1), lanes, ib)], p_ready=0.0, max_cycles=5000)
+    assert r.timeout and not r.outputs[0]  # held: nothing left, the input stalled
+    assert len(r.in_cycles[0]) == _swu_rows({"kernel": [k, k], "stride": [s, s]}) * iw * ic // lanes
+
+
 # IC, OC, IH, IW, K, S, P, PE, SIMD[, IPB]
 CONV = {
     "pad1_fold": (4, 4, 8, 8, 3, 1, 1, 2, 2),
