@@ -1,6 +1,7 @@
 """Shared fixtures: small trained runs, built once per session."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -148,18 +149,32 @@ def mlp3_run(tmp_path_factory) -> Path:
 
 
 
+@dataclasses.dataclass(frozen=True)
+class FlowRun:
+    run: Path
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="session")
-def flow_run(tmp_path_factory) -> Path:
-    """A short digits MLP made by `codesign flow --steps train..rtl` (so every step has its record)."""
+def demo_flow(tmp_path_factory) -> FlowRun:
+    """`make demo`'s flow (examples/digits_mlp.yaml, every step, a relative --out), run once per
+    session: the most expensive fixture, shared by the flow tests; a test that changes it works on
+    a copy (shutil.copytree(..., symlinks=True))."""
     import subprocess
     import sys
 
-    base = tmp_path_factory.mktemp("flow_run")
-    cfg = write_config(base, example("digits_mlp", train__epochs=2))
-    res = subprocess.run([sys.executable, "-m", "codesign.cli", "flow", str(cfg), "--out", str(base / "run"),
-                          "--steps", "train..rtl"], cwd=base, capture_output=True, text=True, timeout=1800)
-    assert res.returncode == 0, res.stderr
-    return base / "run"
+    base = tmp_path_factory.mktemp("demo_flow")
+    res = subprocess.run([sys.executable, "-m", "codesign.cli", "flow", str(EXAMPLES / "digits_mlp.yaml"),
+                          "--out", "run"], cwd=base, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return FlowRun(base / "run", res.stdout, res.stderr)
+
+
+@pytest.fixture(scope="session")
+def flow_run(demo_flow) -> Path:
+    """A run made by `codesign flow` (so every step has its record): the demo flow's; copy it to change it."""
+    return demo_flow.run
 
 
 def assert_verified(run: Path, *, hls: bool = True, rtl: bool = True, sim: bool = True) -> None:

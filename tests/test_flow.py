@@ -1,34 +1,38 @@
 """`codesign flow`: make-like steps, a rerun does nothing, a failing step names itself and keeps earlier artifacts."""
 from __future__ import annotations
 
-from tests.conftest import assert_verified, example, write_config
+import shutil
+
+from tests.conftest import EXAMPLES, assert_verified, example, write_config
 from tests.test_config import run_cli
 
 
-def test_flow_then_rerun_does_nothing(tmp_path):
-    cfg = write_config(tmp_path, example("digits_mlp", train__epochs=8))
-    out = tmp_path / "run"
-    # a relative --out: every back end must cope with a run folder relative to the working directory
-    first = run_cli("flow", str(cfg), "--out", "run", "--steps", "train..report", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_flow_then_rerun_does_nothing(demo_flow, tmp_path):
+    """`make demo`'s flow (demo_flow: a relative --out, every back end copes with a run folder relative
+    to the working directory), then reruns of it in a copy of the folder, with a copy of the config."""
     for name in ("model.pt", "policy.json", "eval.json", "design.json", "dse.json", "estimate.json", "report.html"):
-        assert (out / name).is_file(), name
-    assert "gain over no-exit baseline" in first.stdout and "report:" in first.stdout
-    assert_verified(out)
+        assert (demo_flow.run / name).is_file(), name
+    assert "gain over no-exit baseline" in demo_flow.stdout and "report:" in demo_flow.stdout
+    assert_verified(demo_flow.run)
+    out = tmp_path / "run"
+    shutil.copytree(demo_flow.run, out, symlinks=True)
+    cfg = tmp_path / "cfg.yaml"
+    shutil.copyfile(EXAMPLES / "digits_mlp.yaml", cfg)
     lock = out / ".codesign" / "lock"  # taken and released by every command: its time moves, its bytes (none) do not
 
     def mtimes() -> dict:
         return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p != lock}
 
     before = mtimes()
-    again = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..report", cwd=tmp_path)
-    assert again.returncode == 0 and "nothing to do" in again.stdout
+    again = run_cli("flow", str(cfg), "--out", "run", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
     assert mtimes() == before and lock.read_bytes() == b""
     # up to date by content: a touched config changes nothing, an edited one retrains
     cfg.write_text(cfg.read_text())
     touched = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..calibrate", cwd=tmp_path)
     assert touched.returncode == 0 and "nothing to do" in touched.stdout
-    cfg.write_text(cfg.read_text().replace("epochs: 8", "epochs: 9"))
+    assert "epochs: 40" in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace("epochs: 40", "epochs: 41"))
     third = run_cli("flow", str(cfg), "--out", str(out), "--steps", "train..calibrate", cwd=tmp_path)
     assert third.returncode == 0 and "nothing to do" not in third.stdout
     assert "train      done" in third.stderr

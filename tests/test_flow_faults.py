@@ -58,12 +58,10 @@ def ran(res: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    """`make demo`'s flow, uninterrupted."""
-    base = tmp_path_factory.mktemp("demo")
-    flow(DEMO, base / "run", cwd=base)
-    assert_verified(base / "run")
-    return base / "run"
+def demo_run(demo_flow) -> Path:
+    """`make demo`'s flow, uninterrupted (tests/conftest.py demo_flow, shared with test_flow)."""
+    assert_verified(demo_flow.run)
+    return demo_flow.run
 
 
 def test_two_runs_in_different_folders_are_identical(demo_run, tmp_path):
