@@ -103,8 +103,7 @@ def main() -> None:
             defaults = {name: "0\n" for name in ("weights.hex", "bias.hex", "rom.hex", "exp.hex", "log.hex")}
             for fname, text in {**defaults, **files}.items():
                 (Path(tmp) / fname).write_text(text)  # $readmemh reads them relative to the work folder
-            quoted = {k: f'"{v}"' if isinstance(v, str) else v for k, v in params.items()}  # chparam strings
-            r = synth_xilinx(rtl_sources(module), module, params=quoted, workdir=Path(tmp))
+            r = synth_xilinx(rtl_sources(module), module, params=params, workdir=Path(tmp))
         rows.append({"name": name, "module": module, "params": params, "lut": r["lut"], "ff": r["ff"],
                      "carry": r["carry"], "dsp": r["dsp"], "bram18": r["bram"], "lutram": r["lutram"],
                      "seconds": r["seconds"]})

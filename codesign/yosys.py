@@ -42,6 +42,12 @@ def count_cells(cells: Mapping[str, int]) -> dict[str, int]:
     }
 
 
+def _param(value: int | str) -> str:
+    if isinstance(value, str):
+        return value if value.startswith('"') else f'"{value}"'
+    return str(int(value))
+
+
 def synth_xilinx(sources: Sequence[Path], top: str, family: str = "xc7", params: Mapping[str, int | str] | None = None,
                  workdir: Path | None = None, timeout: int = 1800) -> dict:
     """Synthesise `top` from `sources`; returns counts, the raw cell histogram and seconds.
@@ -49,7 +55,10 @@ def synth_xilinx(sources: Sequence[Path], top: str, family: str = "xc7", params:
     `workdir` is where $readmemh finds its init files (relative paths resolve there).
     """
     yosys = require_yosys()
-    chparams = " ".join(f"-set {k} {v}" for k, v in (params or {}).items())
+    # string parameters (ROM file names) go to chparam in double quotes. Not read_verilog -defer plus
+    # hierarchy -chparam: yosys 0.23's hierarchy cannot decode a string value. So every module is
+    # elaborated once with its defaults first, and the ROM files its defaults name must exist
+    chparams = " ".join(f"-set {k} {_param(v)}" for k, v in (params or {}).items())
     reads = "; ".join(f"read_verilog -sv {Path(s).resolve()}" for s in sources)
     with tempfile.TemporaryDirectory() as tmp:
         stat = Path(tmp) / "stat.json"
