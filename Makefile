@@ -28,8 +28,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/codesign flow examples/digits_mlp.yaml --out $(RUN)
 
+# two pytest-xdist workers (CI has two cores); a module's tests stay on one worker, so its module
+# fixtures are built once (--dist loadgroup would group further, but does nothing under pytest 9)
+TEST_WORKERS ?= 2
 test: $(TSTAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # the fast tier (tests/conftest.py FAST_MODULES): pure Python, models, policies, one small Verilator build
 test-fast: $(TSTAMP)

@@ -156,19 +156,38 @@ class FlowRun:
     stderr: str
 
 
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this run sees (`make test` runs two, --dist loadfile),
+    or a fresh one without xdist."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run_id:
+        return tmp_path_factory.mktemp(name)
+    folder = tmp_path_factory.getbasetemp().parent / f"{name}-{run_id}"  # the run's, above each worker's
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_flow(tmp_path_factory) -> FlowRun:
     """`make demo`'s flow (examples/digits_mlp.yaml, every step, a relative --out), run once per
-    session: the most expensive fixture, shared by the flow tests; a test that changes it works on
-    a copy (shutil.copytree(..., symlinks=True))."""
+    test run (the workers share it under a lock): the most expensive fixture, read by the flow tests;
+    a test that changes it works on a copy (shutil.copytree(..., symlinks=True))."""
+    import fcntl
+    import json
     import subprocess
     import sys
 
-    base = tmp_path_factory.mktemp("demo_flow")
-    res = subprocess.run([sys.executable, "-m", "codesign.cli", "flow", str(EXAMPLES / "digits_mlp.yaml"),
-                          "--out", "run"], cwd=base, capture_output=True, text=True, timeout=1800)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return FlowRun(base / "run", res.stdout, res.stderr)
+    base = shared_dir(tmp_path_factory, "demo_flow")
+    with open(base / "fixture.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker waits for the one that runs the flow
+        done = base / "fixture.json"
+        if not done.is_file():
+            res = subprocess.run([sys.executable, "-m", "codesign.cli", "flow", str(EXAMPLES / "digits_mlp.yaml"),
+                                  "--out", "run"], cwd=base, capture_output=True, text=True, timeout=1800)
+            assert res.returncode == 0, res.stderr[-4000:]
+            done.write_text(json.dumps({"stdout": res.stdout, "stderr": res.stderr}))
+        out = json.loads(done.read_text())
+    return FlowRun(base / "run", out["stdout"], out["stderr"])
 
 
 @pytest.fixture(scope="session")
