@@ -71,6 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--steps", default=None, help="flow steps of every point (default: up to sim, else estimate)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep_speed.json",
+                    help="the JSON written (only this run's figures: nothing merged from earlier runs)")
     args = ap.parse_args()
     default_steps = steps_here()
     steps = args.steps or default_steps
@@ -118,12 +120,8 @@ def main() -> None:
                 "sequential_all_cores gives every point all cores (torch threads and -j = cores), as a plain "
                 "loop of `codesign flow` runs would",
     }
-    out = ROOT / "benchmarks" / "results" / "sweep_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    doc = json.loads(out.read_text()) if out.is_file() else {}
-    by_steps = {**doc.get("by_steps", {}), steps: result}
-    top = result if steps == default_steps else {k: v for k, v in doc.items() if k != "by_steps"}
-    out.write_text(json.dumps({**top, "by_steps": by_steps}, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 
