@@ -43,9 +43,7 @@ def count_cells(cells: Mapping[str, int]) -> dict[str, int]:
 
 
 def _param(value: int | str) -> str:
-    if isinstance(value, str):
-        return value if value.startswith('"') else f'"{value}"'
-    return str(int(value))
+    return f'"{value}"' if isinstance(value, str) else str(int(value))
 
 
 def synth_xilinx(sources: Sequence[Path], top: str, family: str = "xc7", params: Mapping[str, int | str] | None = None,

@@ -20,7 +20,7 @@ from tests.test_rtl_gen import CNN_WINDOW, set_folding
 
 CLEAN = {"lost": 0, "duplicated": 0, "altered": 0}
 
-# moderately unfolded: both stages near 64 cycles/sample, so 100,000 samples simulate in seconds
+# moderately unfolded: both stages near 64 cycles/sample, so tens of thousands of samples simulate in seconds
 FOLDING = {"s0_l1_dense": (4, 16), "s0_head_l0_dense": (2, 16), "s1_l0_dense": (4, 16), "s1_l1_dense": (2, 16),
            "s1_head_l0_dense": (2, 8)}
 
@@ -67,10 +67,9 @@ def test_scoreboard_under_backpressure_and_gaps(gaps_run, tmp_path, spec):
     assert r["scoreboard"] == CLEAN
     assert not r["deadlock"] and r["samples"] == 20_000
     assert sum(e["count"] for e in r["exits"]) == 20_000
-    buf = r["buffers"][0]
-    assert buf["depth"] == 4
+    assert r["buffers"][0]["depth"] == 4
     if spec not in ("data", "pattern:0"):
-        assert buf["max_occupancy_samples"] == buf["slots"], spec
+        check_full_buffer(r, gaps_run)
 
 
 def test_forced_rates_and_sim_json(rtl_run):
