@@ -49,7 +49,7 @@ def digits_cnn() -> dict:
           "features": None, "head": [_dense("s1_d", 512, 64), _dense("s1_h", 64, 10, act=False)],
           "logits": _t([10], 16, True)}
     return {"schema": 1, "name": "digits_cnn", "num_classes": 10, "input": _t([1, 8, 8]), "stages": [s0, s1],
-            "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"P": 8, "N": 32, "S": 0}},
+            "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"exits": [{"p": 8, "n": 32, "s": 0}]}},
             "clock_ns": 10.0, "device": "xc7z045"}
 
 

@@ -28,7 +28,7 @@ from .devices import RESOURCES, Device, get_device
 from .geometry import COMPUTE_KINDS, divisors, elements, input_layer_name, matrix_geometry
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
-from .stages import DECISION_BITS, TAG_BITS, stage_costs
+from .stages import DECISION_BITS, TAG_BITS, exit_table, stage_costs
 from .system import reach_fractions, system_throughput, system_throughput_batch
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
@@ -149,7 +149,8 @@ def _threshold_resources(design: dict, group: dict, ii: np.ndarray, last: bool) 
     pol = design.get("policy") or {}
     kind = "margin" if last else pol.get("kind", "margin")  # the final exit: margin, the argmax
     logit_bits = int((st.get("logits") or {}).get("bits", 16))
-    forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, pol.get("tables"), parallel=p)
+    table = {} if last else exit_table(pol.get("tables"), int(group["exit"]))
+    forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, table, parallel=p)
              for p in (False, True)]
     seq, par = ([float(t.lut), float(t.ff), float(t.dsp), 0.0] for t in forms)
     return np.where(rtl_cost.threshold_parallel(kind, n_classes, ii)[:, None], par, seq)

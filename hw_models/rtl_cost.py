@@ -204,7 +204,7 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
         return threshold_pipe_cost(policy, num_classes, logit_bits, tables, coef)
     c = _rtl(coef)
     t = c["threshold"]
-    tables = tables or {}
+    tables = tables or {}  # one exit's table, policies.make_exit_table: {"p", "n", "g", "m", ...}
     cmp_bits = logit_bits * t["cmp_lut_per_bit"]
     lanes = np.asarray(lanes, dtype=float)
     # cs_threshold_unit is sequential: one logit per cycle plus one, whatever the input lanes
@@ -215,16 +215,16 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
     dsp = 0.0
     cycles = scan
     if policy in ("max_softmax", "entropy"):
-        p_bits = int(tables.get("P", 8))
-        n_exp = int(tables.get("N", 64))
+        p_bits = int(tables.get("p", 8))
+        n_exp = int(tables.get("n", 64))
         sum_bits = p_bits + 1 + int(np.ceil(np.log2(num_classes)))
         # second pass over the stored logits: subtract, shift, look up, accumulate
         lut += cmp_bits + np.ceil(n_exp * (p_bits + 1) / t["exp_table_bits_per_lut"]) + sum_bits
         ff += num_classes * logit_bits * t.get("ff_per_stored_logit_bit", 1.0) + sum_bits
         cycles = 2 * scan
         if policy == "entropy":
-            g_bits = int(tables.get("G", 8))
-            m_bits = int(tables.get("M", 5))
+            g_bits = int(tables.get("g", 8))
+            m_bits = int(tables.get("m", 5))
             lut += np.ceil((2 ** m_bits) * g_bits / t["exp_table_bits_per_lut"]) + 2 * sum_bits
             ff += 2 * (sum_bits + g_bits + 6)
             dsp = 3.0  # e_j * L(e_j), sum_e * L(sum_e), Th * sum_e

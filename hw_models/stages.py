@@ -50,6 +50,13 @@ def _policy(design: dict) -> tuple[str, dict]:
     return pol.get("kind", "margin"), pol.get("tables") or {}
 
 
+def exit_table(tables: dict | None, k: int) -> dict:
+    """Exit k's threshold-unit table from the design's policy tables (policies.make_tables:
+    {"exits": [one table per early exit]}); {} before calibration or for the final exit."""
+    exits = (tables or {}).get("exits") or []
+    return exits[k] if 0 <= k < len(exits) else {}
+
+
 def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
                 buffer_depths: list[int] | None = None, strategy: str = "latency",
                 decision_latency: list[float] | None = None) -> list[StageCost]:
@@ -82,8 +89,8 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
         if not last:
             logits = stage["logits"]
             head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes, tables,
-                                          parallel=sc.parallel_threshold)
+            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes,
+                                          exit_table(tables, k), parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             head_lat += float(thr.latency)
             depth = _depth(stage, k, buffer_depths)
@@ -100,7 +107,7 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
             # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
             logits = stage.get("logits") or (stage["head"][-1]["output"] if stage.get("head") else feats)
             head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, tables,
+            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, {},
                                           parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             sc.head_latency += float(thr.latency)

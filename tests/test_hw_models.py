@@ -56,7 +56,7 @@ def cnn_design():
           "features": None, "head": [_dense("s1_d", 256, 32), _dense("s1_h", 32, 10, act=False)],
           "logits": _t([10], 16, True)}
     return {"schema": 1, "name": "cnn", "num_classes": 10, "input": _t([1, 8, 8]), "stages": [s0, s1],
-            "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"P": 8, "N": 32, "S": 0}},
+            "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"exits": [{"p": 8, "n": 32, "s": 0}]}},
             "clock_ns": 10.0, "device": "xc7z020"}
 
 
@@ -372,3 +372,19 @@ def test_a_dropped_exit_is_not_in_the_chosen_design():
     assert len(stage_costs(new, "rtl")) == 2
     one = chosen_design(design, {"exits_kept": [2], "folding": {}, "buffer_depths": []})
     assert [st["export_stages"] for st in one["stages"]] == [[0, 1, 2]] and one["stages"][0].get("buffer_depth") is None
+
+
+def test_threshold_unit_cost_reads_each_exits_real_table():
+    """The threshold unit's exp-table LUTs follow the exit's table (policies.make_tables writes
+    lower-case keys per exit under tables["exits"][k]); an earlier model read invented top-level
+    keys and always costed N = 64 entries."""
+    from hw_models.stages import stage_costs
+
+    def thr_lut(n):
+        d = cnn_design()
+        d["policy"]["tables"] = {"exits": [{"p": 8, "n": n, "s": 0}]}
+        blocks = {b.name: b for sc in stage_costs(d) for b in sc.blocks}
+        return float(blocks["s0_threshold"].cost.lut)
+
+    assert thr_lut(4) < thr_lut(64) < thr_lut(256)
+    assert thr_lut(256) - thr_lut(64) == (256 - 64) * 9 / 64  # N (P + 1) bits at 64 per LUT
