@@ -497,7 +497,32 @@ def reduced_design(design: dict, kept: list[int]) -> dict:
         if "macs" in st:
             st["macs"] = {"backbone": sum(int(m["macs"]["backbone"]) for m in members), "head": int(st["macs"]["head"])}
         stages.append(st)
-    return {**design, "stages": stages}
+    return {**design, "stages": stages, "policy": _kept_policy(design.get("policy"), [g["exit"] for g in groups])}
+
+
+def _kept_policy(policy: dict | None, exits: list[int]) -> dict | None:
+    """`policy` for the stages ending at original exits `exits` (the final one last): each
+    per-exit list keeps the kept exits' entries, so reduced stage i reads its own exit's
+    threshold and table (stage_costs indexes them by stage)."""
+    if not policy:
+        return policy
+    early = exits[:-1]
+    pol = dict(policy)
+    for key in ("thresholds", "float_thresholds"):
+        if pol.get(key) is not None:
+            pol[key] = [pol[key][e] for e in early]
+    if not pol.get("tables"):
+        return pol
+    tables = dict(pol["tables"])
+    if "exits" in tables:
+        tables["exits"] = [tables["exits"][e] for e in early]
+    for key in ("logit_frac", "logit_bits"):
+        if key in tables:
+            tables[key] = [tables[key][e] for e in exits]
+    if "num_exits" in tables:
+        tables["num_exits"] = len(exits)
+    pol["tables"] = tables
+    return pol
 
 
 def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:

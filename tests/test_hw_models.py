@@ -12,7 +12,7 @@ from codesign.errors import UserError
 from hw_models import rtl_cost
 from hw_models.coefficients import coefficients
 from hw_models.devices import get_device, known_devices, load_device_file
-from hw_models.dse import chosen_design, plot_pareto, run_dse
+from hw_models.dse import chosen_design, plot_pareto, reduced_design, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
 from hw_models.geometry import divisors, folding_of, input_layer_name, input_pixels_per_beat, matrix_geometry
 from hw_models.stages import stage_costs
@@ -325,7 +325,8 @@ def _three_stage_design():
     mid = {"index": 1, "input": _t([8, 4, 4]), "layers": [_conv("m_c0", 8, 8, 4, 4)], "features": _t([8, 4, 4]),
            "head": [_flat("m_f", 8, 4, 4), _dense("m_h", 128, 10, act=False)], "logits": _t([10], 16, True),
            "buffer_depth": 8}
-    return {**d, "stages": [s0, mid, dict(s1, index=2)]}
+    policy = {**d["policy"], "thresholds": [300, 200], "tables": {"exits": [{"p": 8, "n": 32, "s": 0}] * 2}}
+    return {**d, "stages": [s0, mid, dict(s1, index=2)], "policy": policy}
 
 
 def test_dse_can_drop_exits():
@@ -378,8 +379,6 @@ def test_threshold_unit_cost_reads_each_exits_real_table():
     """The threshold unit's exp-table LUTs follow the exit's table (policies.make_tables writes
     lower-case keys per exit under tables["exits"][k]); an earlier model read invented top-level
     keys and always costed N = 64 entries."""
-    from hw_models.stages import stage_costs
-
     def thr_lut(n):
         d = cnn_design()
         d["policy"]["tables"] = {"exits": [{"p": 8, "n": n, "s": 0}]}
@@ -388,3 +387,16 @@ def test_threshold_unit_cost_reads_each_exits_real_table():
 
     assert thr_lut(4) < thr_lut(64) < thr_lut(256)
     assert thr_lut(256) - thr_lut(64) == (256 - 64) * 9 / 64  # N (P + 1) bits at 64 per LUT
+
+
+def test_a_reduced_design_keeps_the_kept_exits_policy():
+    """Dropping exit 0 makes original exit 1 stage 0: it takes exit 1's threshold and table,
+    so the cost model (which indexes them by stage) costs exit 1's threshold unit."""
+    design = _three_stage_design()
+    design["policy"]["tables"] = {"exits": [{"p": 8, "n": 4, "s": 0}, {"p": 8, "n": 256, "s": 0}]}
+    reduced = reduced_design(design, [1])
+    assert reduced["policy"]["thresholds"] == [200]
+    assert reduced["policy"]["tables"]["exits"] == [{"p": 8, "n": 256, "s": 0}]
+    s0 = {b.name: b for b in stage_costs(reduced)[0].blocks}["s0_threshold"]
+    own = {b.name: b for b in stage_costs(design)[1].blocks}["s1_threshold"]
+    assert float(s0.cost.lut) == float(own.cost.lut)
