@@ -14,7 +14,7 @@ from pathlib import Path
 
 from codesign.calibrate_run import calibrate_run
 from codesign.config import load_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.evaluate import evaluate_run
 from codesign.train import train
 from provenance import command_line  # benchmarks/, the script's folder

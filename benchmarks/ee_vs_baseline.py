@@ -34,7 +34,7 @@ from codesign.baseline import write_baseline
 from codesign.calibrate_run import calibrate_run, load_policy, run_dataset, run_design_ir
 from codesign.compose import calibrated_policy, compose_design
 from codesign.config import load_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.estimate_run import dse_run, exit_points
 from codesign.evaluate import evaluate_run
 from codesign.export import export

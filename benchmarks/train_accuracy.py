@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from codesign.config import load_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.export import export
 from codesign.train import train
 from provenance import command_line  # benchmarks/, the script's folder

@@ -13,7 +13,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, ValidationError
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 Num = Union[StrictInt, StrictFloat]
 Res = dict[str, Num]  # {lut, ff, dsp, bram}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from codesign.ir import Design, Stage, load_design, save_design
+from stage_ir import Design, Stage
+from codesign.ir import load_design, save_design
 
 BASELINE_DIR = "baseline"
 

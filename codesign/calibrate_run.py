@@ -17,8 +17,9 @@ from codesign import calibration, policies
 from codesign.compose import POLICY_FILE, policy_tables, write_design
 from codesign.artifacts import read_artifact
 from codesign.data import Dataset, load_dataset
-from codesign.errors import UserError
-from codesign.ir import EXPORTED_FILE, Design, load_exported_design
+from stage_ir.errors import UserError
+from stage_ir import EXPORTED_FILE, Design
+from codesign.ir import load_exported_design
 from codesign.reference import run_design
 
 __all__ = ["POLICY_FILE", "policy_tables", "run_design_ir", "calibrate_run", "load_policy"]

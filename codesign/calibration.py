@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from codesign import policies as pol
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 # Lagrange multipliers tried when tracing the accuracy/cost frontier, in units of
 # "correct samples given up per (max cost - min cost) saved per sample".

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import click
 
-from codesign.errors import StepFailed, UserError
+from stage_ir.errors import StepFailed, UserError
 
 RUN = click.argument("run", type=click.Path(path_type=Path))
 
 
 def _add_device_files(ctx: click.Context, param: click.Parameter, paths: tuple[Path, ...]) -> tuple[Path, ...]:
-    from hw_models import load_device_file
+    from codesign.yamlio import read_yaml
+    from hw_models import add_devices
+    from hw_models.devices import DEVICE_FILE_FIX
 
     for path in paths:
         if not path.is_file():
             raise UserError(f"device file {path} not found; give a YAML file in the format of hw_models/devices.yaml")
-        load_device_file(path)
+        add_devices(read_yaml(path, "device file", DEVICE_FILE_FIX), str(path))
     return paths
 
 
@@ -126,7 +128,7 @@ POLICY_CHOICE = click.Choice(["margin", "max_softmax", "entropy", "patience"])
 def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_rates: str | None,
               budget: float | None, thresholds: str | None) -> None:
     """Pick per-exit integer thresholds on the validation split; write policy.json (and update design.json)."""
-    from codesign.ir import EXPORTED_FILE
+    from stage_ir import EXPORTED_FILE
     from codesign.steps import run_step
 
     manual = None

@@ -14,8 +14,9 @@ from typing import Any
 
 from codesign import policies
 from codesign.artifacts import read_artifact
-from codesign.errors import UserError
-from codesign.ir import Design, Policy, load_exported_design, save_design
+from stage_ir.errors import UserError
+from stage_ir import Design, Policy
+from codesign.ir import load_exported_design, save_design
 
 POLICY_FILE = "policy.json"
 

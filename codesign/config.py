@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.yamlio import read_yaml
 
 BITS = Annotated[int, Field(ge=2, le=8, description="bit width (2..8)")]

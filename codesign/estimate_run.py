@@ -12,8 +12,9 @@ from codesign import calibration, policies
 from codesign.artifacts import read_artifact
 from codesign.calibrate_run import load_policy, run_dataset, run_design_ir, split_logits
 from codesign.compose import POLICY_FILE, calibrated_policy, compose_design, write_design
-from codesign.errors import UserError
-from codesign.ir import Design, load_design
+from stage_ir.errors import UserError
+from stage_ir import Design
+from codesign.ir import load_design
 from codesign.timings import write_json
 
 ESTIMATE_FILE, DSE_FILE = "estimate.json", "dse.json"

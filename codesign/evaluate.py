@@ -9,8 +9,9 @@ import numpy as np
 
 from codesign import calibration, policies
 from codesign.calibrate_run import exit_costs, load_policy, policy_tables, run_dataset, run_design_ir, split_logits
-from codesign.errors import UserError
-from codesign.ir import DESIGN_FILE, Design, Policy, load_design
+from stage_ir.errors import UserError
+from stage_ir import DESIGN_FILE, Design, Policy
+from codesign.ir import load_design
 
 EVAL_FILE = "eval.json"
 PLOT_FILE = "eval.png"

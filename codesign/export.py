@@ -21,11 +21,12 @@ from torch import nn
 from codesign import ir
 from codesign.config import Config
 from codesign.data import Dataset
-from codesign.errors import UserError, verification_failed
+from stage_ir.errors import UserError, verification_failed
 from codesign.model import EarlyExitNet, StageModule
 from codesign.reference import run_stage
 from codesign.run import load_trained
 from codesign.scratch import keep_failed, replace_dir
+import stage_ir
 
 EXPORT_DIR = "export"
 
@@ -49,7 +50,7 @@ def _qt(t) -> tuple[int, int]:
 def _acc_bits(w: np.ndarray, b: np.ndarray, x_max: int) -> int:
     """Signed width that holds any accumulator value for inputs in [0, x_max] (one bit more than
     needed when a bound is a power of two: kept so that exported designs do not change)."""
-    lo, hi = ir.accumulator_range(w, b, 0, x_max)
+    lo, hi = stage_ir.accumulator_range(w, b, 0, x_max)
     bound = int(max(hi.max(), -lo.min(), 1))
     return bound.bit_length() + 1
 
@@ -77,7 +78,7 @@ class _IRBuilder:
         fw = pow2_frac(float(qw.scale.reshape(-1)[0]), f"layer {name} weights")
         w_int = qw.int().detach().numpy().astype(np.int64)
         # Int16Bias: round-half-even at the accumulator scale, clamped to 16 bits, as Brevitas does
-        b_lo, b_hi = ir.signed_range(ir.BIAS_BITS)
+        b_lo, b_hi = stage_ir.signed_range(stage_ir.BIAS_BITS)
         b_int = torch.clamp(torch.round(mod.bias.detach().double() * 2.0 ** (fx + fw)), b_lo, b_hi)
         b_int = b_int.numpy().astype(np.int64)
         acc_frac = fx + fw
@@ -148,7 +149,7 @@ def _macs(layers: list[dict]) -> int:
 
 
 @torch.no_grad()
-def build_design(cfg: Config, model: EarlyExitNet, ds: Dataset, weights_dir: Path) -> ir.Design:
+def build_design(cfg: Config, model: EarlyExitNet, ds: Dataset, weights_dir: Path) -> stage_ir.Design:
     """The stage IR of a trained model; its integer arrays go to weights_dir and into the design's cache."""
     builder = _IRBuilder(weights_dir)
     x = torch.from_numpy(ds.to_float(ds.val.x[:4]))
@@ -173,8 +174,8 @@ def build_design(cfg: Config, model: EarlyExitNet, ds: Dataset, weights_dir: Pat
             "export_stages": [k],
         })
         h = feats
-    design = ir.Design.model_validate({
-        "schema": ir.SCHEMA,
+    design = stage_ir.Design.model_validate({
+        "schema": stage_ir.SCHEMA,
         "name": cfg.name,
         "num_classes": ds.num_classes,
         "input": _spec(ds.shape, ds.frac, ds.bits),
@@ -241,7 +242,7 @@ def _to_int(values: np.ndarray, frac: int, what: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def verify(design: ir.Design, model: EarlyExitNet, ds: Dataset, export_dir: Path, batch: int = 1000) -> dict:
+def verify(design: stage_ir.Design, model: EarlyExitNet, ds: Dataset, export_dir: Path, batch: int = 1000) -> dict:
     """torch == QONNX == integer reference on every test sample and every stage."""
     x_all = ds.test.x
     report = {"samples": int(len(x_all)), "stages": []}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from codesign.errors import StepFailed, UserError, VerificationFailed
+from stage_ir.errors import StepFailed, UserError, VerificationFailed
 from codesign.runfolder import Outcome, RunLock, Step, execute
 from codesign.steps import BY_NAME, CONFIG, STEPS, flow_params
 

@@ -39,10 +39,11 @@ import yaml
 
 from codesign import ir
 from codesign import policies as pol
-from codesign.errors import UserError, verification_failed
-from codesign.jobs import build_jobs
+from stage_ir.errors import UserError, verification_failed
+from sim.jobs import build_jobs
 from codesign.scratch import replace_dir
 from codesign.timings import write_json
+import stage_ir
 
 HLS_DIR = "hls"
 TOP_DIR = "top"
@@ -78,7 +79,7 @@ def resolve_part(part: str | None, device: str) -> str:
                     "(e.g. xc7z020clg400-1)")
 
 
-def require_inputs(run: Path) -> ir.Design:
+def require_inputs(run: Path) -> stage_ir.Design:
     """design.json with a calibrated policy (a one-exit design needs none) and every exported stage's ONNX,
     or a UserError naming the step to run."""
     design = ir.load_design(run)
@@ -154,7 +155,7 @@ def split_output_forks(model) -> None:
                 consumer.input[:] = [f"{name}_to_head" if i == name else i for i in consumer.input]
 
 
-def compose_stage_onnx(design: ir.Design, k: int, path: Path) -> Path:
+def compose_stage_onnx(design: stage_ir.Design, k: int, path: Path) -> Path:
     """Stage k's QONNX graph: its exported stages' files chained into one (written to `path`).
 
     Each file's features output (its first output) feeds the next file's input, and the exit
@@ -207,7 +208,7 @@ def check_operators(model, k: int) -> None:
                             f"convert; build stage {k} from linear/conv2d/relu/maxpool2d/flatten layers only")
 
 
-def stage_hls_config(design: ir.Design, k: int, model) -> dict[str, Any]:
+def stage_hls_config(design: stage_ir.Design, k: int, model) -> dict[str, Any]:
     """hls4ml config of stage k: input grid, accumulator widths and ReuseFactor from design.json."""
     import hls4ml
 
@@ -218,7 +219,7 @@ def stage_hls_config(design: ir.Design, k: int, model) -> dict[str, Any]:
     inp = model.graph.input[0].name
     layers[inp]["Precision"]["result"] = fixed(stage.input.bits, stage.input.frac, stage.input.signed)
     compute_nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv")]
-    compute_layers = [layer for layer in stage.all_layers if layer.kind in ir.COMPUTE_KINDS]
+    compute_layers = [layer for layer in stage.all_layers if layer.kind in stage_ir.COMPUTE_KINDS]
     if len(compute_nodes) != len(compute_layers):
         raise UserError(f"stage {k}: export/stage_{k}.onnx has {len(compute_nodes)} MatMul/Conv nodes but design.json "
                         f"{len(compute_layers)} compute layers; rerun `codesign export {design.root}`")
@@ -270,7 +271,7 @@ def _stamp(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
 
 
-def convert_stage(design: ir.Design, k: int, out_dir: Path, part: str, clock_ns: float, io_type: str) -> StageProject:
+def convert_stage(design: stage_ir.Design, k: int, out_dir: Path, part: str, clock_ns: float, io_type: str) -> StageProject:
     """Write the hls4ml project of stage k to out_dir and describe its top function."""
     import hls4ml
 
@@ -425,7 +426,7 @@ def threshold_unit_harness(units: Sequence[tuple[str, str, dict[str, Any]]]) -> 
     return _env().get_template("threshold_unit_tb.cpp.j2").render(units=ctx)
 
 
-def exit_policy(design: ir.Design) -> tuple[str, dict[str, Any], list[int]]:
+def exit_policy(design: stage_ir.Design) -> tuple[str, dict[str, Any], list[int]]:
     """(kind, tables, thresholds) of the design's threshold units; a design without early exits has
     only the final classifier (an argmax, `margin` in the templates) and no tables but its logit grid."""
     if design.policy is not None:
@@ -435,7 +436,7 @@ def exit_policy(design: ir.Design) -> tuple[str, dict[str, Any], list[int]]:
                       "logit_bits": [last.bits], "exits": []}, []
 
 
-def top_context(design: ir.Design, stages: list[StageProject], part: str, clock_ns: float, io_type: str) -> dict:
+def top_context(design: stage_ir.Design, stages: list[StageProject], part: str, clock_ns: float, io_type: str) -> dict:
     kind, tables, thresholds = exit_policy(design)
     top = f"{c_name(design.name)}_top"
     namespace = f"{c_name(design.name)}_ee"
@@ -453,7 +454,7 @@ def top_context(design: ir.Design, stages: list[StageProject], part: str, clock_
     }
 
 
-def write_top(design: ir.Design, hls_dir: Path, stages: list[StageProject], part: str, clock_ns: float,
+def write_top(design: stage_ir.Design, hls_dir: Path, stages: list[StageProject], part: str, clock_ns: float,
               io_type: str) -> dict:
     """Render the top project (firmware, testbench, Tcl, csim stand-in headers)."""
     ctx = top_context(design, stages, part, clock_ns, io_type)
@@ -484,7 +485,7 @@ def test_split(run: Path) -> np.ndarray:
     return run_dataset(run).test.x
 
 
-def write_tb_data(top_dir: Path, x: np.ndarray, design: ir.Design) -> None:
+def write_tb_data(top_dir: Path, x: np.ndarray, design: stage_ir.Design) -> None:
     """tb_data/tb_input_features.dat (tag, flat integers) and tb_expected.dat (tag, class, exit)."""
     from codesign.reference import design_view
 
@@ -583,7 +584,7 @@ def run_csim(binary: Path, top_dir: Path, thresholds: Sequence[int], num_exits: 
     return CsimRun(out[:, 2], out[:, 1], out[:, 0], logits, decisions)
 
 
-def compare(design: ir.Design, ref_logits: list[np.ndarray], view: pol.IntegerView, sim: CsimRun,
+def compare(design: stage_ir.Design, ref_logits: list[np.ndarray], view: pol.IntegerView, sim: CsimRun,
             all_exits: CsimRun) -> np.ndarray:
     """Per-sample mismatch flags: every exit's logits (all-through run), decisions, class, exit index."""
     n = len(ref_logits[0])
@@ -608,7 +609,7 @@ def compare(design: ir.Design, ref_logits: list[np.ndarray], view: pol.IntegerVi
     return bad
 
 
-def run_c_simulation(design: ir.Design, hls_dir: Path, ctx: dict, stages: list[StageProject],
+def run_c_simulation(design: stage_ir.Design, hls_dir: Path, ctx: dict, stages: list[StageProject],
          x: np.ndarray) -> dict:
     """Compile and run the C simulation on x; compare with the integer reference; the csim.json dict."""
     from codesign.reference import design_view
@@ -652,7 +653,7 @@ def run_c_simulation(design: ir.Design, hls_dir: Path, ctx: dict, stages: list[S
 
 
 def generate(run: Path, part: str | None = None, clock_ns: float | None = None, io: str = "io_parallel",
-             out: Path | None = None) -> tuple[ir.Design, Path, dict, list[StageProject]]:
+             out: Path | None = None) -> tuple[stage_ir.Design, Path, dict, list[StageProject]]:
     """Write the HLS projects of RUN into `out` (default RUN/hls); return what C simulation needs."""
     run = Path(run)
     if io not in IO_TYPES:

@@ -8,7 +8,7 @@ import numpy as np
 
 from codesign import calibration, policies
 from codesign.calibrate_run import exit_costs, policy_tables, run_dataset, run_design_ir, split_logits
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 
 def subnet(run: Path, exit_index: int, split: str = "test") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from brevitas.quant import Int8WeightPerTensorFixedPoint, Int16Bias, Uint8ActPer
 from torch import nn
 
 from codesign.config import Config, LayerSpec, resolve_exit_positions
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 
 def input_quant(bits: int, frac: int) -> type:

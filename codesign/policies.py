@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 POLICIES = ("margin", "max_softmax", "entropy", "patience")
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 INSTALL_HINT = ("codesign sweep needs Ray, the optional `cluster` extra: pip install '.[cluster]' "
                 "(or pip install 'ray[default]')")

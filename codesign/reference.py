@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from codesign import policies as pol
-from codesign.ir import Design
+from stage_ir import Design
 
 
 def requantise(acc: np.ndarray, act) -> np.ndarray:

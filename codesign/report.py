@@ -32,7 +32,7 @@ SECTIONS = {  # report data key -> artifact
 def stale_artifacts(run: Path) -> dict[str, str]:
     """Artifacts a step made before its inputs changed: {file: "why (command to rerun)"}. The report
     leaves them out rather than show an earlier result; a stale design.json means no report at all."""
-    from codesign.errors import UserError
+    from stage_ir.errors import UserError
     from codesign.runfolder import stale_inputs
     from codesign.steps import BY_NAME, REPORT_READS
 
@@ -61,7 +61,8 @@ def _layer_rows(design) -> list[dict[str, Any]]:
 def built_design(run: Path, design, dse: dict | None, ev: dict | None) -> dict[str, Any]:
     """Which exits design.json builds, whether it is the DSE's choice and whether eval.json evaluated it."""
     from codesign.estimate_run import eval_describes
-    from codesign.ir import EXPORTED_FILE, load_exported_design
+    from stage_ir import EXPORTED_FILE
+    from codesign.ir import load_exported_design
 
     exported = load_exported_design(run).num_exits if (run / EXPORTED_FILE).is_file() else design.num_exits
     thresholds = [int(t) for t in design.policy.thresholds] if design.policy else []

@@ -28,9 +28,10 @@ import numpy as np
 
 from codesign import ir
 from codesign import policies as pol
-from codesign.errors import UserError, verification_failed
+from stage_ir.errors import UserError, verification_failed
 from codesign.reference import design_view as reference
 from codesign.timings import write_json
+import stage_ir
 from hw_models.geometry import conv_cycles, input_layer_name, input_pixels_per_beat
 from hw_models.geometry import input_lanes as geometry_input_lanes
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
@@ -201,7 +202,7 @@ def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
     return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
 
-def _mvu_common(design: ir.Design, layer: Any, weight: np.ndarray) -> tuple[dict[str, Any], dict[str, str]]:
+def _mvu_common(design: stage_ir.Design, layer: Any, weight: np.ndarray) -> tuple[dict[str, Any], dict[str, str]]:
     from sim.rtl import mvu_bias_hex, mvu_weight_hex
 
     pe, simd = layer.folding.pe, layer.folding.simd
@@ -229,7 +230,7 @@ def _check_bits(layer: Any, stage: int) -> None:
                         f"{MAX_LOGIT_BITS} bits (lower the weight/activation bit widths)")
 
 
-def layer_unit(design: ir.Design, layer: Any, stage: int, in_lanes: int = 1,
+def layer_unit(design: stage_ir.Design, layer: Any, stage: int, in_lanes: int = 1,
                chw: Sequence[int] | None = None, first: bool = False) -> LayerUnit:
     """The library module, parameters and ROM files of one compute/pool layer.
 
@@ -301,7 +302,7 @@ def _out_bits(layer: Any) -> int:
 class TopBuilder:
     """Builds the netlist of the whole early-exit design."""
 
-    def __init__(self, design: ir.Design, top: str) -> None:
+    def __init__(self, design: stage_ir.Design, top: str) -> None:
         self.design = design
         self.top = top
         self.net = Netlist()
@@ -487,7 +488,7 @@ class TopBuilder:
         # the layer s_axis feeds: its input lanes size s_axis (the cost model picks it the same way)
         self.input_layer = input_layer_name(design.as_dict()["stages"])
         first = design.layer(self.input_layer) if self.input_layer is not None else None
-        in_lanes = input_lanes(first, True) if first is not None and first.kind in ir.COMPUTE_KINDS else 1
+        in_lanes = input_lanes(first, True) if first is not None and first.kind in stage_ir.COMPUTE_KINDS else 1
         in_bits = design.input.bits
         in_elems = int(np.prod(design.input.shape))
         if in_bits > MAX_ACT_BITS:
@@ -535,7 +536,7 @@ class TopBuilder:
                 head_in = dataclasses.replace(feats, sig=head_sig)
             logits = self.chain(stage.head, head_in, k)
             last_layer = stage.head[-1]
-            if last_layer.kind not in ir.COMPUTE_KINDS or last_layer.act is not None:
+            if last_layer.kind not in stage_ir.COMPUTE_KINDS or last_layer.act is not None:
                 raise UserError(f"stage {k}: the exit head must end in a dense/conv layer without activation "
                                 "(raw logits); rerun `codesign export`")
             logits = self.convert(logits, design.num_classes, f"exit{k}_logits", f"exit {k} logits")
@@ -576,7 +577,7 @@ class TopBuilder:
                           ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
                 comment="exit merge: round robin over the exits' results")
         self.in_lanes, self.in_bits = in_lanes, in_bits
-        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind in ir.COMPUTE_KINDS else 1
+        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind in stage_ir.COMPUTE_KINDS else 1
         order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
         net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
 
@@ -592,12 +593,12 @@ def _env():
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def top_name(design: ir.Design) -> str:
+def top_name(design: stage_ir.Design) -> str:
     name = re.sub(r"[^0-9a-zA-Z_]", "_", design.name)
     return f"{name if re.match(r'[A-Za-z]', name) else 'd_' + name}_ee"
 
 
-def threshold_forms(design: ir.Design) -> list[bool]:
+def threshold_forms(design: stage_ir.Design) -> list[bool]:
     """Per exit: True where the top uses the pipelined threshold unit (cs_threshold_pipe).
     The choice is hw_models' (rtl_cost.threshold_parallel, applied in stage_costs), so the
     analytical model and the generated RTL always agree on it."""
@@ -606,11 +607,11 @@ def threshold_forms(design: ir.Design) -> list[bool]:
     return [sc.parallel_threshold for sc in stage_costs(design.as_dict(), "rtl")]
 
 
-def _policy_kind(design: ir.Design) -> str | None:
+def _policy_kind(design: stage_ir.Design) -> str | None:
     return design.policy.kind if design.policy is not None else None
 
 
-def require_design(run: Path) -> ir.Design:
+def require_design(run: Path) -> stage_ir.Design:
     """design.json with a usable policy (a single-exit design, e.g. the no-exit baseline, needs none)."""
     design = ir.load_design(run)
     if design.policy is None and design.num_exits >= 2:

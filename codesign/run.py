@@ -10,7 +10,7 @@ import torch
 
 from codesign.config import Config
 from codesign.data import Dataset, load_dataset
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.model import EarlyExitNet, build_model
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from codesign import timings
-from codesign.errors import StepFailed, UserError, VerificationFailed
+from stage_ir.errors import StepFailed, UserError, VerificationFailed
 from codesign.scratch import FAILED_DIR, keep_failed
 
 STATE_DIR = ".codesign"

@@ -17,8 +17,9 @@ import numpy as np
 
 from codesign import ir
 from codesign.artifacts import read_artifact
-from codesign.errors import UserError, verification_failed
+from stage_ir.errors import UserError, verification_failed
 from codesign.timings import write_json
+import stage_ir
 from sim.traffic import Traffic, exit_sequence, parse_traffic
 
 if TYPE_CHECKING:  # codesign.rtl is imported where a simulation runs
@@ -67,7 +68,7 @@ def _check_prob(value: float, what: str) -> float:
     return value
 
 
-def predicted_throughput(design: ir.Design, exit_fractions, burst_length: float) -> float:
+def predicted_throughput(design: stage_ir.Design, exit_fractions, burst_length: float) -> float:
     """hw_models' figure for this design (its folding and buffer depths) at these exit statistics."""
     from hw_models import estimate
 

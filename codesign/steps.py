@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from codesign.config import TRAINING_SECTIONS
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.runfolder import Outcome, Step, execute
 
 # config sections a step's result depends on; "data" also brings in the data set's files

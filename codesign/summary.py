@@ -5,7 +5,7 @@ from pathlib import Path
 
 from codesign import timings
 from codesign.artifacts import read_artifact
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 
 def _load(run: Path, name: str) -> dict | None:
@@ -46,7 +46,8 @@ def summarise(run: Path) -> str:
 def built_line(run: Path) -> str | None:
     """Which exits design.json builds and whether eval.json evaluated that design."""
     from codesign.estimate_run import eval_describes
-    from codesign.ir import DESIGN_FILE, load_design
+    from stage_ir import DESIGN_FILE
+    from codesign.ir import load_design
 
     if not (run / DESIGN_FILE).is_file():
         return None

@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codesign.config import Config, _one_line, load_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.ray_cluster import connect, import_ray
 from codesign.sweep_worker import done_row, read_json, write_atomic
 from codesign.yamlio import read_yaml

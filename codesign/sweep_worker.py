@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from codesign import jobs
+from sim import jobs
 
 DONE = "done.json"
 ATTEMPTS = "attempts.json"

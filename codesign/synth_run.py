@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.timings import write_json
 from codesign.yosys import require_yosys
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from codesign.config import Config, dump_config, training_sections
 from codesign.data import Dataset, check_files, load_dataset
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.model import EarlyExitNet, build_model, fold_batchnorm, has_batchnorm
 from codesign.timings import write_json
 

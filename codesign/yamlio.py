@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):

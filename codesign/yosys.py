@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 FAMILIES = {"xc7": "xc7", "xcup": "xcup", "xcu": "xcu"}
 

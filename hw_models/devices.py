@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from codesign.errors import UserError
-from codesign.yamlio import read_yaml
+import yaml
+
+from stage_ir.errors import UserError
 
 _DATA = Path(__file__).with_name("devices.yaml")
 RESOURCES = ("lut", "ff", "dsp", "bram")
@@ -68,23 +69,26 @@ def _parse(name: str, entry: object, source: str) -> Device:
                         "the data sheet's totals as plain numbers (format of hw_models/devices.yaml)") from None
 
 
-def _load(path: Path) -> dict[str, Device]:
-    data = read_yaml(path, "device file", "write `part: {lut: .., ff: .., dsp: .., bram36: ..}` as in hw_models/devices.yaml")
+# how to write a device file (the reader of the user's YAML, codesign.yamlio, names it in its errors)
+DEVICE_FILE_FIX = "write `part: {lut: .., ff: .., dsp: .., bram36: ..}` as in hw_models/devices.yaml"
+
+
+def _parse_all(data: object, source: str) -> dict[str, Device]:
     if not isinstance(data, dict) or not data:
-        raise UserError(f"device file {path} holds no devices; write `part: {{lut: .., ff: .., dsp: .., bram36: ..}}`")
-    return {str(k).lower(): _parse(str(k).lower(), v, str(path)) for k, v in data.items()}
+        raise UserError(f"device file {source} holds no devices; write `part: {{lut: .., ff: .., dsp: .., bram36: ..}}`")
+    return {str(k).lower(): _parse(str(k).lower(), v, source) for k, v in data.items()}
 
 
 def known_devices() -> list[str]:
     if not _registry:
-        _registry.update(_load(_DATA))
+        _registry.update(_parse_all(yaml.safe_load(_DATA.read_text()), str(_DATA)))
     return sorted(_registry)
 
 
-def load_device_file(path: str | Path) -> list[str]:
-    """Add the parts in a YAML file (same format as devices.yaml); returns their names."""
+def add_devices(data: object, source: str) -> list[str]:
+    """Add the parts of a parsed device file (same format as devices.yaml); returns their names."""
     known_devices()
-    added = _load(Path(path))
+    added = _parse_all(data, source)
     _registry.update(added)
     return sorted(added)
 

@@ -20,7 +20,7 @@ from functools import reduce
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 from . import rtl_cost
 from .buffer_chain import boundary_throughput_many

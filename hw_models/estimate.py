@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 from .devices import RESOURCES, get_device
 from .stages import stage_costs

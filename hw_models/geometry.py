@@ -6,7 +6,7 @@ from math import prod
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 COMPUTE_KINDS = ("dense", "conv2d")
 KNOWN_KINDS = ("dense", "conv2d", "maxpool2d", "flatten")

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 from . import hls_cost, rtl_cost
 from .cost import Cost

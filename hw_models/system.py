@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 from .buffer_chain import boundary_throughput
 from .flow_sim import BufferTiming, pooled_throughput, simulate_flow, sticky_exits

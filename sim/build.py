@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from codesign.jobs import build_jobs
+from sim.jobs import build_jobs
 
 SIM_DIR = Path(__file__).resolve().parent
 TB_SOURCES = ("stream_tb.cpp", "tb_signal.h")

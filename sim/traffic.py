@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 GRAMMAR = "data | iid:p0[,p1..] | markov:p0[,p1..],L | pattern:e0,e1,.. | trace:FILE"
 

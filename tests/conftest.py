@@ -41,7 +41,7 @@ TOOLS = {
 
 # `make test-fast` (pytest -m fast): pure Python, the models, the policies, one small Verilator build
 FAST_MODULES = {"test_config", "test_policies", "test_calibration", "test_hw_models", "test_hw_system",
-                "test_traffic", "test_runfolder", "test_rtl_mvu", "test_docs_figures"}
+                "test_traffic", "test_runfolder", "test_rtl_mvu", "test_docs_figures", "test_layering"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

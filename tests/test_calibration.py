@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from codesign import calibration as cal
 from codesign import policies as pol
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BITS = 10  # small logits keep the margin range exhaustively searchable

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from codesign.config import load_config, parse_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from tests.conftest import EXAMPLES, example, write_config
 
 CLI = [sys.executable, "-m", "codesign.cli"]

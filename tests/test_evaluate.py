@@ -10,7 +10,7 @@ import pytest
 
 from codesign import policies
 from codesign.calibrate_run import calibrate_run, policy_tables, run_dataset, split_logits
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.evaluate import evaluate_run
 from codesign.inference import anytime, budgeted, subnet
 from codesign.ir import load_design

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codesign.config import parse_config
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.export import export, pow2_frac, qonnx_outputs
 from codesign.ir import load_design
 from codesign.reference import run_design

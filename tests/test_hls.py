@@ -17,6 +17,7 @@ from codesign import policies as pol
 from codesign.calibrate_run import calibrate_run
 from codesign.reference import run_design
 from codesign.timings import without_wall_clock
+import stage_ir
 
 pytestmark = pytest.mark.needs("g++")
 
@@ -49,7 +50,7 @@ def mlp3_sim(mlp3_run, tmp_path_factory):
     return _simulated(mlp3_run, tmp_path_factory.mktemp("hls_mlp3"), "margin", exit_rates=[0.6, 0.2])
 
 
-def _reference(run: Path) -> tuple[ir.Design, list[np.ndarray]]:
+def _reference(run: Path) -> tuple[stage_ir.Design, list[np.ndarray]]:
     design = ir.load_design(run)
     return design, run_design(design, hls.test_split(run))
 

@@ -10,7 +10,7 @@ from onnx import helper
 
 from codesign import hls, ir
 from codesign.calibrate_run import calibrate_run
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 
 @pytest.fixture()

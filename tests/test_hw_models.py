@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from hw_models import rtl_cost
 from hw_models.coefficients import coefficients
-from hw_models.devices import get_device, known_devices, load_device_file
+from hw_models.devices import add_devices, get_device, known_devices
 from hw_models.dse import chosen_design, plot_pareto, reduced_design, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
 from hw_models.geometry import divisors, folding_of, input_layer_name, input_pixels_per_beat, matrix_geometry
@@ -77,15 +77,12 @@ def test_unknown_device_lists_known_ones():
         get_device("xc9nope")
 
 
-def test_load_device_file(tmp_path):
-    f = tmp_path / "parts.yaml"
-    f.write_text("myboard: {lut: 1000, ff: 2000, dsp: 10, bram36: 5, clock_ns: 8}\n")
-    assert load_device_file(f) == ["myboard"]
+def test_add_devices():
+    assert add_devices({"myboard": {"lut": 1000, "ff": 2000, "dsp": 10, "bram36": 5, "clock_ns": 8}}, "parts.yaml") == \
+        ["myboard"]
     assert get_device("myboard").clock_ns == 8.0
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("x: {lut: 1}\n")
     with pytest.raises(UserError, match="lacks"):
-        load_device_file(bad)
+        add_devices({"x": {"lut": 1}}, "bad.yaml")
 
 
 # ------------------------------------------------------------ per-layer models

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codesign import policies as pol
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 
 # --------------------------------------------------------------------------- reference (docs/policies.md)
 

@@ -17,10 +17,11 @@ import pytest
 from codesign import ir
 from codesign import policies as pol
 from codesign.calibrate_run import calibrate_run
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.rtl import (compare, generate_rtl, layer_unit, lint_rtl, load_manifest, reference, simulate,
                           split_inputs, verify_rtl)
 from codesign.timings import WALL_CLOCK_KEYS
+import stage_ir
 
 # name -> (pe, simd): partly folded (converters of every kind: gather, split, PE 5 -> 10 logits)
 MLP_PARTLY = {"s0_l1_dense": (4, 8), "s0_head_l0_dense": (5, 16), "s1_l0_dense": (8, 2), "s1_l1_dense": (2, 16),
@@ -102,7 +103,7 @@ def test_full_test_split_bit_exact(name: str, request) -> None:
     run = request.getfixturevalue(name)
     report = check_verify(run)
     design = ir.load_design(run)
-    first = next(l for l in design.layers() if l.kind in ir.COMPUTE_KINDS)
+    first = next(l for l in design.layers() if l.kind in stage_ir.COMPUTE_KINDS)
     # fully folded: the first layer is the bottleneck (its cycles per sample, + <3% for fill)
     bottleneck = layer_unit(design, first, 0).cycles
     assert bottleneck <= report["cycles_per_sample"] <= 1.03 * bottleneck
@@ -171,7 +172,7 @@ def test_first_conv_takes_several_pixels_per_beat(cnn_valid_run, tmp_path: Path)
 # --------------------------------------------------------------------------- decisions, forcing, backpressure
 
 
-def spread_thresholds(design: ir.Design, logits: list[np.ndarray]) -> list[int]:
+def spread_thresholds(design: stage_ir.Design, logits: list[np.ndarray]) -> list[int]:
     """Thresholds at the median score of every early exit, so that every exit takes samples."""
     p = design.policy
     scores = pol.exit_scores(p.kind, logits, p.tables)
@@ -245,7 +246,7 @@ def test_threshold_register_change_takes_effect_from_the_next_sample(mlp: Path) 
 # --------------------------------------------------------------------------- per-layer cycles
 
 
-def layer_cycles_measured(design: ir.Design, layer, stage: int, in_lanes: int, chw, samples: int = 6) -> float:
+def layer_cycles_measured(design: stage_ir.Design, layer, stage: int, in_lanes: int, chw, samples: int = 6) -> float:
     from sim import run_stream
     from sim.rtl import axis_ports, build_module
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from codesign import runfolder, timings
-from codesign.errors import StepFailed, UserError, VerificationFailed
+from stage_ir.errors import StepFailed, UserError, VerificationFailed
 from codesign.runfolder import RunLock, Step, execute, recover, staleness
 
 

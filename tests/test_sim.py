@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.ir import load_design, save_design
 from codesign.rtl import Expected, compare, decode, generate_rtl, load_manifest, reference, simulate, split_inputs
 from codesign.sim_run import run_traffic, scoreboard

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.sweep import load_sweep
 from tests.conftest import EXAMPLES, write_config
 from tests.test_config import CLI, run_cli
@@ -340,7 +340,8 @@ def test_load_sweep_rejects_random_without_samples(tmp_path):
 
 def test_build_jobs_follow_the_task_cores(tmp_path, monkeypatch):
     """A point compiles with as many processes as cores it declared; a plain run uses every core."""
-    from codesign import flow, jobs
+    from codesign import flow
+    from sim import jobs
     from codesign.sweep_worker import run_point
 
     monkeypatch.delenv(jobs.ENV, raising=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from codesign.synth_run import _modules_from_stat, _expand, instances_of, stage_of_instance, synth_run
 
 from tests.conftest import benchmark

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codesign.errors import UserError
+from stage_ir.errors import UserError
 from sim.traffic import exit_sequence, parse_traffic
 
 
