@@ -204,6 +204,9 @@ def _quiet():
     return stack
 
 
+TORCH_STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
 def export_stage_qonnx(model: EarlyExitNet, k: int, example: torch.Tensor, path: Path) -> None:
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
@@ -217,6 +220,12 @@ def export_stage_qonnx(model: EarlyExitNet, k: int, example: torch.Tensor, path:
     cleaned = cleanup_model(ModelWrapper(str(path))).model
     for extra in path.parent.glob(path.name + ".data"):
         extra.unlink()  # the exporter's external weights; the cleaned file embeds them
+    for node in cleaned.graph.node:
+        # torch records the Python stack of every op, absolute source paths included: the file (and
+        # the HLS projects stamped with its hash) would differ between two checkouts of the same code
+        kept = [p for p in node.metadata_props if p.key != TORCH_STACK_TRACE]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
     onnx.save_model(cleaned, str(path), save_as_external_data=False)
 
 
