@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hw_models.dse import run_dse  # noqa: E402
+from stage_ir import Design  # noqa: E402
 from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 
@@ -23,17 +24,19 @@ def _t(shape, bits=4, signed=False):
 
 def _conv(name, ic, oc, h):
     return {"name": name, "kind": "conv2d", "input": _t([ic, h, h]), "output": _t([oc, h, h]),
+            "weight": f"{name}_w.npy", "bias": f"{name}_b.npy",
             "in_channels": ic, "out_channels": oc, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],
             "w_bits": 4, "w_frac": 3, "acc_bits": 16, "act": {"bits": 4, "frac": 2, "shift": 3}}
 
 
 def _dense(name, i, o, act=True):
     return {"name": name, "kind": "dense", "input": _t([i]), "output": _t([o], 4 if act else 16, not act),
+            "weight": f"{name}_w.npy", "bias": f"{name}_b.npy",
             "in_features": i, "out_features": o, "w_bits": 4, "w_frac": 3, "acc_bits": 16,
             "act": {"bits": 4, "frac": 2, "shift": 3} if act else None}
 
 
-def digits_cnn() -> dict:
+def digits_cnn() -> Design:
     """8x8 digits: conv16-conv16-pool | head dense; conv32-conv32 | dense64-dense10."""
     s0 = {"index": 0, "input": _t([1, 8, 8]),
           "layers": [_conv("s0_c0", 1, 16, 8), _conv("s0_c1", 16, 16, 8),
@@ -42,15 +45,15 @@ def digits_cnn() -> dict:
           "features": _t([16, 4, 4]),
           "head": [{"name": "s0_f", "kind": "flatten", "input": _t([16, 4, 4]), "output": _t([256])},
                    _dense("s0_h", 256, 10, act=False)],
-          "logits": _t([10], 16, True), "buffer_depth": 16}
+          "logits": _t([10], 16, True), "buffer_depth": 16, "macs": {"backbone": 0, "head": 0}}
     s1 = {"index": 1, "input": _t([16, 4, 4]),
           "layers": [_conv("s1_c0", 16, 32, 4), _conv("s1_c1", 32, 32, 4),
                      {"name": "s1_f", "kind": "flatten", "input": _t([32, 4, 4]), "output": _t([512])}],
           "features": None, "head": [_dense("s1_d", 512, 64), _dense("s1_h", 64, 10, act=False)],
-          "logits": _t([10], 16, True)}
-    return {"schema": 1, "name": "digits_cnn", "num_classes": 10, "input": _t([1, 8, 8]), "stages": [s0, s1],
+          "logits": _t([10], 16, True), "macs": {"backbone": 0, "head": 0}}
+    return Design.model_validate({"schema": 1, "name": "digits_cnn", "num_classes": 10, "input": _t([1, 8, 8]), "stages": [s0, s1],
             "policy": {"kind": "max_softmax", "thresholds": [300], "tables": {"exits": [{"p": 8, "n": 32, "s": 0}]}},
-            "clock_ns": 10.0, "device": "xc7z045"}
+            "clock_ns": 10.0, "device": "xc7z045", "macs_no_exit": 0})
 
 
 CALIBRATION = [{"threshold": 100 * i, "exit_fractions": [f, 1 - f], "accuracy": 0.98 - 0.1 * f ** 3}

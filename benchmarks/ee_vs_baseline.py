@@ -76,7 +76,7 @@ def budget_sweep(run: Path, device: str, budgets=SWEEP_BUDGETS) -> list[dict]:
     calibrated = ideal_gain(design, reach_fractions([e["exit_fraction"] for e in pol["validation"]["exits"]]))
     rows = []
     for b in budgets:
-        r = run_dse(design.as_dict(), device, budget=b, min_accuracy=pol["validation"]["overall_accuracy"],
+        r = run_dse(design, device, budget=b, min_accuracy=pol["validation"]["overall_accuracy"],
                     exit_points=points, final_accuracy=pol["validation"]["final_accuracy"])
         chosen = r["chosen"]
         rows.append({"budget": b, "predicted_gain": r["predicted_gain"], "ideal_gain_calibrated": calibrated,

@@ -45,7 +45,8 @@ def _codesign(*args: str) -> None:
 
 def run(out: Path, examples: list[str], base: Path | None, steps: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    hashes = {}
+    index = out / "hashes.json"
+    hashes = json.loads(index.read_text()) if index.is_file() else {}  # runs of other examples stay listed
     for name in examples:
         dest = out / name
         if base is not None:  # keep the trained model: only the code under test regenerates the rest
@@ -58,7 +59,7 @@ def run(out: Path, examples: list[str], base: Path | None, steps: str) -> None:
             _codesign("flow", str(ROOT / "examples" / f"{name}.yaml"), "--out", str(dest), "--steps", "train.." +
                       steps.split("..")[-1])
         hashes[name] = run_hashes(dest)
-    (out / "hashes.json").write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+        index.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 
 def compare(a: Path, b: Path) -> int:

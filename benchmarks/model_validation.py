@@ -84,15 +84,14 @@ def prepare(work: Path, name: str) -> Path:
     return run
 
 
-def fold_for_targets(design: dict, targets: list[float]) -> dict[str, dict[str, int]]:
+def fold_for_targets(design, targets: list[float]) -> dict[str, dict[str, int]]:
     """Per compute layer the cheapest (PE*SIMD) legal folding with cycles <= its stage's target."""
     from hw_models.dse import fold_for_ii
     from hw_models.geometry import input_layer_name
 
-    first = input_layer_name(design["stages"])  # may read several input pixels per beat
-    return {layer["name"]: fold_for_ii(layer, targets[k], layer["name"] == first)
-            for k, stage in enumerate(design["stages"])
-            for layer in stage.get("layers", []) + stage.get("head", []) if layer["kind"] in ("dense", "conv2d")}
+    first = input_layer_name(design.stages)  # may read several input pixels per beat
+    return {layer.name: fold_for_ii(layer, targets[k], layer.name == first)
+            for k, stage in enumerate(design.stages) for layer in stage.all_layers if layer.computes}
 
 
 def make_variant(base: Path, work: Path, name: str, targets: list[float], depths: list[int]) -> Path:
@@ -108,7 +107,7 @@ def make_variant(base: Path, work: Path, name: str, targets: list[float], depths
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
     design = ir.load_design(base)
     design._root = run
-    fold = fold_for_targets(design.as_dict(), targets)
+    fold = fold_for_targets(design, targets)
     for k, stage in enumerate(design.stages):
         for layer in stage.all_layers:
             if layer.name in fold:
@@ -155,7 +154,7 @@ def steady_and_replay(run: Path, spec: str, samples: int) -> dict:
     starts_rtl = np.asarray(res.in_cycles[0], dtype=float)[::beats][:samples]
     lo, hi = samples // 10, samples - samples // 10
     fr = [float(np.mean(forced == k)) for k in range(design.num_exits)]
-    est = estimate(design.as_dict(), [design.device], fr, burst_length=1.0)
+    est = estimate(design, [design.device], fr, burst_length=1.0)
     bt = est["buffer_timing"]
     timing = BufferTiming(order=bt["order"], decision_latency=bt["decision_latency_cycles"],
                           input_queue=tuple(bt["input_queue_samples"]),
@@ -193,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "model_validation.json")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    from codesign import ir
     from codesign.sim_run import run_traffic
 
     started = time.perf_counter()
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     configs, designs = [], []
     for net, name, targets, depths, specs in variants:
         run = make_variant(bases[net], args.work, name, targets, depths)
-        est = json.loads((run / "design.json").read_text())
-        ii = [s["ii_cycles"] for s in __import__("hw_models").estimate(est, [est["device"]], [1.0 / len(est["stages"])] * len(est["stages"]))["stages"]]
+        est = ir.load_design(run)
+        ii = [s["ii_cycles"] for s in __import__("hw_models").estimate(est, [est.device], [1.0 / est.num_exits] * est.num_exits)["stages"]]
         for spec in specs[:1] if args.quick else specs:
             base_n = max(args.samples, LONG_VARIANTS.get(name, 0))
             n = base_n * (3 if spec.startswith("markov") and name not in LONG_VARIANTS else 1)  # bursts: fewer independent runs

@@ -48,8 +48,7 @@ def compose_design(exported: Design, policy: Policy | None, choice: dict[str, An
     else:
         from hw_models.dse import chosen_design
 
-        data = chosen_design({**exported.as_dict(), "policy": None}, choice)
-        data["policy"] = None
+        data = chosen_design(exported.model_copy(update={"policy": None}), choice).as_dict()
     design = Design.model_validate(data)
     design._root, design._cache = exported.root, exported._cache  # same arrays, same paths
     if choice is not None and design.num_exits > 1 and policy is not None:

@@ -58,11 +58,11 @@ def estimate_run(run: Path, devices: list[str], backend: str = "rtl", burst_leng
     run = Path(run)
     design = load_design(run)
     fractions, source = calibrated_exit_fractions(run, design)
-    result = estimate(design.as_dict(), devices, fractions, backend=backend, burst_length=burst_length)
+    result = estimate(design, devices, fractions, backend=backend, burst_length=burst_length)
     result["exit_fractions_source"] = source
     (run / ESTIMATE_FILE).write_text(json.dumps(result, indent=2) + "\n")
     (run / "estimate.md").write_text(render_markdown(result))
-    plot_throughput_vs_exit_rate(design.as_dict(), fractions, run / "estimate.png", backend=backend)
+    plot_throughput_vs_exit_rate(design, fractions, run / "estimate.png", backend=backend)
     return result
 
 
@@ -108,7 +108,7 @@ def dse_run(run: Path, device: str, budget: float = 0.7, objective: str = "throu
         min_accuracy = pol["validation"]["overall_accuracy"]
     whole = compose_design(exported, policy)
     points = exit_points(run, exported, policy.kind, pol["validation"]["final_accuracy"])
-    result = run_dse(whole.as_dict(), device, budget=budget, objective=objective, min_accuracy=min_accuracy,
+    result = run_dse(whole, device, budget=budget, objective=objective, min_accuracy=min_accuracy,
                      exit_points=points, throughput_target=throughput_target, burst_length=burst_length,
                      final_accuracy=pol["validation"]["final_accuracy"], progress=progress)
     chosen = result["chosen"]

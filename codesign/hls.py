@@ -219,7 +219,7 @@ def stage_hls_config(design: stage_ir.Design, k: int, model) -> dict[str, Any]:
     inp = model.graph.input[0].name
     layers[inp]["Precision"]["result"] = fixed(stage.input.bits, stage.input.frac, stage.input.signed)
     compute_nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv")]
-    compute_layers = [layer for layer in stage.all_layers if layer.kind in stage_ir.COMPUTE_KINDS]
+    compute_layers = [layer for layer in stage.all_layers if layer.computes]
     if len(compute_nodes) != len(compute_layers):
         raise UserError(f"stage {k}: export/stage_{k}.onnx has {len(compute_nodes)} MatMul/Conv nodes but design.json "
                         f"{len(compute_layers)} compute layers; rerun `codesign export {design.root}`")
@@ -254,7 +254,7 @@ class StageProject:
     call_args: str
     logits_bits: int
     logits_frac: int
-    buffer_depth: int
+    buffer_depth: int | None  # None in the final stage (no conditional buffer)
     header: str  # include path of the stage's header, relative to top/firmware
     in_tok: str  # token type and stream feeding the stage in the top
     in_stream: str
@@ -311,7 +311,7 @@ def convert_stage(design: stage_ir.Design, k: int, out_dir: Path, part: str, clo
         features_size=None if final else int(np.prod(feats_var.shape)),
         logits_type=logits_var.type.name, call_args=", ".join(args),
         logits_bits=stage.logits.bits, logits_frac=stage.logits.frac,
-        buffer_depth=stage.buffer_depth or 32,
+        buffer_depth=stage.buffer_depth,
         header=f"../../stage_{k}/firmware/{project}.h",
         in_tok="input_tok" if k == 0 else f"features{k - 1}_tok",
         in_stream="stage0_in" if k == 0 else f"forward{k - 1}",

@@ -9,51 +9,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from codesign import policies as pol
 from stage_ir import Design
 
 
-def requantise(acc: np.ndarray, act) -> np.ndarray:
-    """clip(acc >> shift, 0, 2**bits - 1); numpy's >> on int64 floors, as the hardware's arithmetic shift."""
-    if act is None:
-        return acc
-    shifted = acc >> act.shift if act.shift >= 0 else acc << -act.shift
-    return np.clip(shifted, 0, 2**act.bits - 1)
-
-
-def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return x @ w.T + b
-
-
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: list[int], padding: list[int]) -> np.ndarray:
-    """x [N, C, H, W] int64, w [OC, C, KH, KW]: integer cross-correlation with zero padding."""
-    ph, pw = padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    kh, kw = w.shape[2:]
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
-    acc = np.einsum("nchwij,ocij->nohw", win, w, optimize=True)
-    return acc + b[None, :, None, None]
-
-
-def maxpool2d(x: np.ndarray, kernel: list[int], stride: list[int]) -> np.ndarray:
-    win = sliding_window_view(x, tuple(kernel), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
-    return win.max(axis=(4, 5))
-
-
 def run_layer(design: Design, layer, x: np.ndarray) -> np.ndarray:
-    kind = layer.kind
-    if kind == "dense":
-        return requantise(dense(x, design.array(layer.weight), design.array(layer.bias)), layer.act)
-    if kind == "conv2d":
-        acc = conv2d(x, design.array(layer.weight), design.array(layer.bias), layer.stride, layer.padding)
-        return requantise(acc, layer.act)
-    if kind == "maxpool2d":
-        return maxpool2d(x, layer.kernel, layer.stride)
-    if kind == "flatten":
-        return x.reshape(len(x), -1)
-    raise ValueError(f"no reference semantics for layer kind {kind!r}")
+    """One layer's integer semantics (its kind's `reference`, stage_ir.kinds)."""
+    return layer.reference(x, design.array)
 
 
 def run_layers(design: Design, layers: list, x: np.ndarray) -> np.ndarray:

@@ -32,8 +32,7 @@ from stage_ir.errors import UserError, verification_failed
 from codesign.reference import design_view as reference
 from codesign.timings import write_json
 import stage_ir
-from hw_models.geometry import conv_cycles, input_layer_name, input_pixels_per_beat
-from hw_models.geometry import input_lanes as geometry_input_lanes
+from hw_models.geometry import input_layer_name
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
 
 RTL_DIR = "rtl"
@@ -189,11 +188,8 @@ def _check_fold(layer: Any, stage: int, what: str, value: int, dim: int, dim_nam
 
 
 def conv_simds(layer: Any) -> tuple[int, ...]:
-    """Legal SIMD of a conv: divisors of IC, or KP*IC with KP dividing KH*KW (hw_models.geometry.legal_simds)."""
-    from hw_models.geometry import legal_simds
-
-    kh, kw = layer.kernel
-    return legal_simds(kh * kw * layer.in_channels, layer.in_channels)
+    """Legal SIMD of a conv: divisors of IC, or KP*IC with KP dividing KH*KW (stage_ir.kinds.legal_simds)."""
+    return layer.geometry.simds
 
 
 def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
@@ -265,11 +261,11 @@ def layer_unit(design: stage_ir.Design, layer: Any, stage: int, in_lanes: int = 
                   "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
         pe, simd = layer.folding.pe, layer.folding.simd
         lanes = input_lanes(layer, first)
-        ipb = int(input_pixels_per_beat(layer.model_dump(mode="json"), pe, simd)) if first else 1
+        ipb = int(layer.pixels_per_beat(pe, simd)) if first else 1
         if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
             params["IPB"] = ipb
         # the window walk, or reading the input when KP positions per beat outrun it (hw_models' formula)
-        cycles = float(conv_cycles(layer.model_dump(mode="json"), pe, simd, first))
+        cycles = float(layer.cycles(pe, simd, first))
         return LayerUnit("cs_conv", params, lanes, layer.input.bits, pe, _out_bits(layer), files, cycles)
     if kind == "maxpool2d":
         c, ih, iw = layer.input.shape
@@ -289,7 +285,7 @@ def layer_unit(design: stage_ir.Design, layer: Any, stage: int, in_lanes: int = 
 def input_lanes(layer: Any, first: bool = False) -> int:
     """Elements per beat a compute layer's input stream carries (hw_models.geometry.input_lanes:
     SIMD, a conv's IC per pixel, times the pixels per beat of the network's first conv)."""
-    return int(geometry_input_lanes(layer.model_dump(mode="json"), layer.folding.pe, layer.folding.simd, first))
+    return int(layer.in_lanes(layer.folding.pe, layer.folding.simd, first))
 
 
 def _out_bits(layer: Any) -> int:
@@ -486,9 +482,9 @@ class TopBuilder:
         design, net = self.design, self.net
         k_exits = design.num_exits
         # the layer s_axis feeds: its input lanes size s_axis (the cost model picks it the same way)
-        self.input_layer = input_layer_name(design.as_dict()["stages"])
+        self.input_layer = input_layer_name(design.stages)
         first = design.layer(self.input_layer) if self.input_layer is not None else None
-        in_lanes = input_lanes(first, True) if first is not None and first.kind in stage_ir.COMPUTE_KINDS else 1
+        in_lanes = input_lanes(first, True) if first is not None and first.computes else 1
         in_bits = design.input.bits
         in_elems = int(np.prod(design.input.shape))
         if in_bits > MAX_ACT_BITS:
@@ -536,7 +532,7 @@ class TopBuilder:
                 head_in = dataclasses.replace(feats, sig=head_sig)
             logits = self.chain(stage.head, head_in, k)
             last_layer = stage.head[-1]
-            if last_layer.kind not in stage_ir.COMPUTE_KINDS or last_layer.act is not None:
+            if not last_layer.computes or last_layer.act is not None:
                 raise UserError(f"stage {k}: the exit head must end in a dense/conv layer without activation "
                                 "(raw logits); rerun `codesign export`")
             logits = self.convert(logits, design.num_classes, f"exit{k}_logits", f"exit {k} logits")
@@ -545,7 +541,7 @@ class TopBuilder:
             io["result"] = res.name
             if last:
                 break
-            depth = stage.buffer_depth or 2
+            depth = stage.buffer_depth
             slots = cond_buffer_slots(depth)  # the cost model sizes the buffer with the same function
             beats = feats.elements // feats.lanes
             # decisions wait here, not in the exit head, while their sample is still being written
@@ -577,7 +573,7 @@ class TopBuilder:
                           ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
                 comment="exit merge: round robin over the exits' results")
         self.in_lanes, self.in_bits = in_lanes, in_bits
-        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.kind in stage_ir.COMPUTE_KINDS else 1
+        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.computes else 1
         order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
         net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
 
@@ -604,7 +600,7 @@ def threshold_forms(design: stage_ir.Design) -> list[bool]:
     analytical model and the generated RTL always agree on it."""
     from hw_models.stages import stage_costs
 
-    return [sc.parallel_threshold for sc in stage_costs(design.as_dict(), "rtl")]
+    return [sc.parallel_threshold for sc in stage_costs(design, "rtl")]
 
 
 def _policy_kind(design: stage_ir.Design) -> str | None:

@@ -72,7 +72,7 @@ def predicted_throughput(design: stage_ir.Design, exit_fractions, burst_length: 
     """hw_models' figure for this design (its folding and buffer depths) at these exit statistics."""
     from hw_models import estimate
 
-    est = estimate(design.as_dict(), [design.device], list(exit_fractions), burst_length=burst_length)
+    est = estimate(design, [design.device], list(exit_fractions), burst_length=burst_length)
     return float(est["throughput_samples_per_cycle"])
 
 

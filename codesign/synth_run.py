@@ -184,7 +184,7 @@ def with_model(result: dict[str, Any], design: Any) -> dict[str, Any]:
     """(Re)compute `model` and `error` of every stage and the top from hw_models (current coefficients)."""
     from hw_models import estimate
 
-    est = estimate(design.as_dict(), [design.device], _fractions(design))
+    est = estimate(design, [design.device], _fractions(design))
     for k, st in enumerate(result["stages"]):
         st["model"] = {r: float(est["stages"][k][r]) for r in MODEL_RESOURCES}
         st["error"] = {r: _error(st[r], st["model"][r]) for r in MODEL_RESOURCES}

@@ -20,12 +20,13 @@ from functools import reduce
 
 import numpy as np
 
+from stage_ir import Design, Folding, LayerKind, MatrixLayer, Policy
 from stage_ir.errors import UserError
 
 from . import rtl_cost
 from .buffer_chain import boundary_throughput_many
 from .devices import RESOURCES, Device, get_device
-from .geometry import COMPUTE_KINDS, divisors, elements, input_layer_name, matrix_geometry
+from .geometry import input_layer_name
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
 from .stages import DECISION_BITS, TAG_BITS, exit_table, stage_costs
@@ -59,14 +60,12 @@ class LayerOptions:
     weight: np.ndarray   # normalised cost used to pick the cheapest option
 
 
-def _layer_options(layer: dict, totals: np.ndarray, first: bool = False) -> LayerOptions:
-    geo = matrix_geometry(layer)
-    pairs = np.array([(p, s) for p in divisors(geo.mh) for s in geo.simds], dtype=float)
-    fn = rtl_cost.LAYER_MODELS[layer["kind"]]
-    c = fn(layer, pairs[:, 0], pairs[:, 1], first=first)
+def _layer_options(layer: MatrixLayer, totals: np.ndarray, first: bool = False) -> LayerOptions:
+    pairs = layer.foldings()
+    c = rtl_cost.layer_cost(layer, pairs[:, 0], pairs[:, 1], first=first)
     res = np.stack([np.broadcast_to(np.asarray(v, dtype=float), pairs[:, 0].shape)
                     for v in (c.lut, c.ff, c.dsp, c.bram)], axis=1)
-    return LayerOptions(layer["name"], pairs[:, 0], pairs[:, 1], np.asarray(c.cycles, dtype=float), res,
+    return LayerOptions(layer.name, pairs[:, 0], pairs[:, 1], np.asarray(c.cycles, dtype=float), res,
                         (res / totals).sum(axis=1))
 
 
@@ -80,13 +79,13 @@ class GroupTable:
     fixed_res: np.ndarray  # resources of non-compute blocks (pe=1 lanes), EE blocks excluded
 
 
-def _group_table(layers: list[dict], totals: np.ndarray, first: str | None = None) -> GroupTable:
+def _group_table(layers: list[LayerKind], totals: np.ndarray, first: str | None = None) -> GroupTable:
     """`first`: name of the network's first layer (it may read several input pixels per beat)."""
-    opts = [_layer_options(l, totals, l["name"] == first) for l in layers if l["kind"] in COMPUTE_KINDS]
+    opts = [_layer_options(l, totals, l.name == first) for l in layers if l.computes]
     fixed = np.zeros(4)
     for l in layers:
-        if l["kind"] not in COMPUTE_KINDS:
-            c = rtl_cost.LAYER_MODELS[l["kind"]](l, 1)
+        if not l.computes:
+            c = rtl_cost.layer_cost(l, lanes=1)
             fixed += [float(c.lut), float(c.ff), float(c.dsp), float(c.bram)]
     if not opts:
         return GroupTable(np.ones(1), fixed[None, :], np.zeros((1, 0), int), [], fixed)
@@ -110,46 +109,46 @@ def _group_table(layers: list[dict], totals: np.ndarray, first: str | None = Non
     return GroupTable(ii, res, choice, opts, fixed)
 
 
-def _groups(design: dict, kept: tuple[int, ...]) -> list[dict]:
+def _groups(design: Design, kept: tuple[int, ...]) -> list[dict]:
     """Merge original stages into kept stages; kept: early-exit indices kept."""
-    stages = design["stages"]
+    stages = design.stages
     groups, layers, members = [], [], []
     for k, st in enumerate(stages):
-        layers = layers + list(st.get("layers", []))
+        layers = layers + list(st.layers)
         members = members + [(k, st)]
         if k in kept or k == len(stages) - 1:
-            groups.append({"exit": k, "layers": layers, "head": list(st.get("head", [])), "stage": st,
+            groups.append({"exit": k, "layers": layers, "head": list(st.head), "stage": st,
                            "members": members})
             layers, members = [], []
     return groups
 
 
-def _ee_resources(design: dict, group: dict, depths: np.ndarray, last: bool) -> np.ndarray:
+def _ee_resources(design: Design, group: dict, depths: np.ndarray, last: bool) -> np.ndarray:
     """[n_depths, 4] resources of split + conditional buffer (or exit merge); the threshold unit
     depends on the II target instead (_threshold_resources)."""
     st = group["stage"]
     if last:  # exit merge, as stages.py counts it
-        m = rtl_cost.exit_merge(len(design["stages"]), TAG_BITS + 8)
+        m = rtl_cost.exit_merge(len(design.stages), TAG_BITS + 8)
         return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
-    feats = st.get("features") or st["layers"][-1]["output"]
-    sp = rtl_cost.split(elements(feats), int(feats["bits"]))
-    buf = rtl_cost.conditional_buffer(depths, elements(feats) * int(feats["bits"]), int(feats["bits"]),  # no tag
+    feats = st.features or st.layers[-1].output
+    sp = rtl_cost.split(feats.size, feats.bits)
+    buf = rtl_cost.conditional_buffer(depths, feats.size * feats.bits, feats.bits,  # no tag
                                       decision_bits=DECISION_BITS)
     fixed = np.array([float(sp.lut), float(sp.ff), 0.0, 0.0])
     var = np.stack([np.broadcast_to(np.asarray(v, dtype=float), depths.shape) for v in (buf.lut, buf.ff, buf.dsp, buf.bram)], 1)
     return fixed + var
 
 
-def _threshold_resources(design: dict, group: dict, ii: np.ndarray, last: bool) -> np.ndarray:
+def _threshold_resources(design: Design, group: dict, ii: np.ndarray, last: bool) -> np.ndarray:
     """[n_targets, 4] resources of the group's threshold unit at each II target, in the form
     rtl_cost.threshold_parallel picks (as stages.py and the generator do): the pipelined unit
     where the sequential one would bound the stage, so the unit never sets the II."""
     st = group["stage"]
-    n_classes = int(design.get("num_classes", 10))
-    pol = design.get("policy") or {}
-    kind = "margin" if last else pol.get("kind", "margin")  # the final exit: margin, the argmax
-    logit_bits = int((st.get("logits") or {}).get("bits", 16))
-    table = {} if last else exit_table(pol.get("tables"), int(group["exit"]))
+    n_classes = design.num_classes
+    pol = design.policy
+    kind = "margin" if last or pol is None else pol.kind  # the final exit: margin, the argmax
+    logit_bits = st.logits.bits
+    table = {} if last or pol is None else exit_table(pol.tables, int(group["exit"]))
     forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, table, parallel=p)
              for p in (False, True)]
     seq, par = ([float(t.lut), float(t.ff), float(t.dsp), 0.0] for t in forms)
@@ -237,7 +236,7 @@ def _validate(budget: float, objective: str, points, throughput_target):
         raise UserError("no calibration points; run `codesign calibrate` or pass exit_points")
 
 
-def run_dse(design: dict, device: "str | Device", budget: float = 0.7, objective: str = "throughput",
+def run_dse(design: Design, device: "str | Device", budget: float = 0.7, objective: str = "throughput",
             min_accuracy: float | None = None, exit_points: list[dict] | None = None,
             throughput_target: float | None = None, burst_length: float = 1.0,
             depths=DEFAULT_DEPTHS, final_accuracy: float | None = None, progress=None,
@@ -251,7 +250,7 @@ def run_dse(design: dict, device: "str | Device", budget: float = 0.7, objective
     dev = get_device(device)
     totals = np.array([dev.lut, dev.ff, dev.dsp, dev.bram], dtype=float)
     limit = budget * totals
-    n_exits = len(design["stages"])
+    n_exits = len(design.stages)
     depths = np.asarray(depths, dtype=int)
     start = time.perf_counter()
     table_seconds = 0.0  # solving buffer chains for the efficiency tables (setup, not per point)
@@ -310,7 +309,7 @@ def _exit_buys_nothing(chosen: dict, baseline: dict) -> bool:
     return fast and (acc_ee is None or acc_base is None or acc_base >= acc_ee)
 
 
-def _rerank(design: dict, candidates: list[dict], objective: str, target: float | None, burst: float,
+def _rerank(design: Design, candidates: list[dict], objective: str, target: float | None, burst: float,
             limit: np.ndarray) -> dict:
     """Re-evaluate the best candidates with the full stage model and the event
     model (the sweep's finite-buffer figure is a heuristic) and pick the winner."""
@@ -331,12 +330,12 @@ def _rerank(design: dict, candidates: list[dict], objective: str, target: float 
 def _explore_subset(design, kept, points, totals, limit, depths, burst, objective, target, min_acc):
     groups = _groups(design, kept)
     n_g = len(groups)
-    first = input_layer_name(design["stages"])
+    first = input_layer_name(design.stages)
     tables = [_group_table(g["layers"] + g["head"], totals, first) for g in groups]
     for i, (g, t) in enumerate(zip(groups, tables)):
         t.res = t.res + _threshold_resources(design, g, t.ii, i == n_g - 1)
     ee = [_ee_resources(design, g, depths, i == n_g - 1) for i, g in enumerate(groups)]
-    sub_points = _subset_points(points, kept, n_exits=len(design["stages"]))
+    sub_points = _subset_points(points, kept, n_exits=len(design.stages))
     if not sub_points:
         return None
     fr = np.array([p["exit_fractions"] for p in sub_points], dtype=float)
@@ -438,7 +437,7 @@ def _folding_of_best(best: dict) -> dict:
     return fold
 
 
-def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
+def _describe_many(design: Design, picks: list[dict], burst: float) -> list[dict]:
     """Figures for chosen points: full stage model, event model for the buffers."""
     out, configs = [], []
     for best in picks:
@@ -455,7 +454,7 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
                         "decision_latency": timing.decision_latency, "drain": np.atleast_1d(timing.drain).tolist(),
                         "write_span": np.atleast_1d(timing.write_span).tolist()})
         out.append({**tot, "accuracy": best["point"].get("accuracy"),
-                    "exits_kept": kept + [len(design["stages"]) - 1], "threshold": best["point"].get("threshold"),
+                    "exits_kept": kept + [len(design.stages) - 1], "threshold": best["point"].get("threshold"),
                     "exit_fractions": [float(f) for f in fr], "buffer_depths": depths, "folding": folding,
                     "ii_per_stage": [s.ii for s in stages], "decision_latency_cycles": timing.decision_latency,
                     # the sweep's own fast figure (exact chain + effective depth), for comparison
@@ -468,7 +467,7 @@ def _describe_many(design: dict, picks: list[dict], burst: float) -> list[dict]:
     return out
 
 
-def _estimated_throughput(design: dict, described: dict, burst: float) -> float:
+def _estimated_throughput(design: Design, described: dict, burst: float) -> float:
     """hw_models.estimate's system throughput for a described point (its kept exits, folding,
     buffer depths and exit fractions): the same stage model, buffer rules and event budget."""
     reduced = reduced_design(design, list(described["exits_kept"][:-1]))
@@ -479,7 +478,7 @@ def _estimated_throughput(design: dict, described: dict, burst: float) -> float:
                                    timing))
 
 
-def reduced_design(design: dict, kept: list[int]) -> dict:
+def reduced_design(design: Design, kept: list[int]) -> Design:
     """The design with only the kept early exits: a dropped exit's stage merges into the next kept
     stage (its backbone layers first; its head, threshold unit and conditional buffer gone).
 
@@ -489,47 +488,43 @@ def reduced_design(design: dict, kept: list[int]) -> dict:
     stages = []
     for i, g in enumerate(groups):
         members = [m for _, m in g["members"]]
-        st = dict(g["stage"])
-        st.update(index=i, layers=g["layers"],
-                  export_stages=[e for k, m in g["members"] for e in (m.get("export_stages") or [k])])
-        if "input" in members[0]:
-            st["input"] = members[0]["input"]
-        if "macs" in st:
-            st["macs"] = {"backbone": sum(int(m["macs"]["backbone"]) for m in members), "head": int(st["macs"]["head"])}
-        stages.append(st)
-    return {**design, "stages": stages, "policy": _kept_policy(design.get("policy"), [g["exit"] for g in groups])}
+        st = g["stage"]
+        stages.append(st.model_copy(update={
+            "index": i, "layers": g["layers"], "input": members[0].input,
+            "export_stages": [e for _, m in g["members"] for e in m.export_stages],
+            "macs": {"backbone": sum(int(m.macs["backbone"]) for m in members), "head": int(st.macs["head"])}}))
+    return design.model_copy(update={"stages": stages,
+                                     "policy": _kept_policy(design.policy, [g["exit"] for g in groups])})
 
 
-def _kept_policy(policy: dict | None, exits: list[int]) -> dict | None:
+def _kept_policy(policy: Policy | None, exits: list[int]) -> Policy | None:
     """`policy` for the stages ending at original exits `exits` (the final one last): each
     per-exit list keeps the kept exits' entries, so reduced stage i reads its own exit's
     threshold and table (stage_costs indexes them by stage)."""
-    if not policy:
-        return policy
+    if policy is None:
+        return None
     early = exits[:-1]
-    pol = dict(policy)
-    for key in ("thresholds", "float_thresholds"):
-        if pol.get(key) is not None:
-            pol[key] = [pol[key][e] for e in early]
-    if not pol.get("tables"):
-        return pol
-    tables = dict(pol["tables"])
-    if "exits" in tables:
-        tables["exits"] = [tables["exits"][e] for e in early]
-    for key in ("logit_frac", "logit_bits"):
-        if key in tables:
-            tables[key] = [tables[key][e] for e in exits]
-    if "num_exits" in tables:
-        tables["num_exits"] = len(exits)
-    pol["tables"] = tables
-    return pol
+    update: dict = {"thresholds": [policy.thresholds[e] for e in early]}
+    if policy.float_thresholds:
+        update["float_thresholds"] = [policy.float_thresholds[e] for e in early]
+    if policy.tables:
+        tables = dict(policy.tables)
+        if "exits" in tables:
+            tables["exits"] = [tables["exits"][e] for e in early]
+        for key in ("logit_frac", "logit_bits"):
+            if key in tables:
+                tables[key] = [tables[key][e] for e in exits]
+        if "num_exits" in tables:
+            tables["num_exits"] = len(exits)
+        update["tables"] = tables
+    return policy.model_copy(update=update)
 
 
 def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     """No-exit design under the same budget: final exit only, every sample through every stage."""
-    n = len(design["stages"])
+    n = len(design.stages)
     groups = _groups(design, ())
-    table = _group_table(groups[0]["layers"] + groups[0]["head"], totals, input_layer_name(design["stages"]))
+    table = _group_table(groups[0]["layers"] + groups[0]["head"], totals, input_layer_name(design.stages))
     res = (table.res + _threshold_resources(design, groups[0], table.ii, True)
            + _ee_resources(design, groups[0], np.array([1]), True)[0])
     fits = np.all(res <= limit, axis=1)
@@ -551,28 +546,30 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     return _describe_many(design, [best], 1.0)[0]
 
 
-def chosen_design(design: dict, chosen: dict) -> dict:
+def chosen_design(design: Design, chosen: dict) -> Design:
     """The design the DSE chose (`chosen`: its result's "chosen"): the kept exits only
     (`reduced_design`), with the chosen folding and buffer depths written in."""
     new = reduced_design(design, list(chosen["exits_kept"][:-1]))
-    for st in new["stages"]:
-        for key in ("layers", "head"):
-            st[key] = [dict(l, folding=chosen["folding"][l["name"]]) if l["name"] in chosen["folding"] else l
-                       for l in st.get(key, [])]
-    for st, d in zip(new["stages"][:-1], chosen["buffer_depths"]):
-        st["buffer_depth"] = int(d)
-    return new
+    fold = {name: Folding.model_validate(f) for name, f in chosen["folding"].items()}
+    depths = [int(d) for d in chosen["buffer_depths"]]
+    stages = []
+    for k, st in enumerate(new.stages):
+        update = {key: [l.model_copy(update={"folding": fold[l.name]}) if l.name in fold else l
+                        for l in getattr(st, key)] for key in ("layers", "head")}
+        if k < min(len(depths), len(new.stages) - 1):  # early exits only
+            update["buffer_depth"] = depths[k]
+        stages.append(st.model_copy(update=update))
+    return new.model_copy(update={"stages": stages})
 
 
-def fold_for_ii(layer: dict, ii: float, first: bool = False) -> dict:
+def fold_for_ii(layer: MatrixLayer, ii: float, first: bool = False) -> dict:
     """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii, else the most lanes.
 
     Ties: the slower of equal lane counts (closest to ii), then the smaller PE.  `first`: the
     layer is the network's first (geometry.input_layer_name)."""
-    geo = matrix_geometry(layer)
-    cost = rtl_cost.LAYER_MODELS[layer["kind"]]  # its cycles include a conv's input-read bound
-    pairs = [(pe, simd, float(cost(layer, pe, simd, first=first).cycles))
-             for pe in divisors(geo.mh) for simd in geo.simds]
+    # its cycles include a conv's input-read bound
+    pairs = [(pe, simd, float(rtl_cost.layer_cost(layer, pe, simd, first=first).cycles))
+             for pe, simd in layer.foldings().astype(int).tolist()]
     fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
     pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))
     return {"pe": int(pe), "simd": int(simd)}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stage_ir import Design
 from stage_ir.errors import UserError
 
 from .devices import RESOURCES, get_device
@@ -25,7 +26,7 @@ def _round(x: float) -> float:
 
 
 def buffer_timing(stages, decision_latency: float | None = None, order: str | None = None,
-                  design: dict | None = None, folding: dict | None = None, depths=None) -> BufferTiming:
+                  design: Design | None = None, folding: dict | None = None, depths=None) -> BufferTiming:
     """The buffer rules for a design: decision latency defaults to the slowest
     exit head + threshold unit latency (split to decision, empty pipeline).
     With ``design`` (RTL back end): the `slots` rule of its cs_cond_buffer, the
@@ -37,7 +38,7 @@ def buffer_timing(stages, decision_latency: float | None = None, order: str | No
             decision_latency = max(heads) if heads else 0.0
         return BufferTiming(order=order or "in_order", decision_latency=float(decision_latency))
     caps, queues = boundary_slots(design, folding, depths)
-    ds = design["stages"]
+    ds = design.stages
     spans = tuple(write_span(st, sc.ii, sc.buffer_beats, folding) for st, sc in zip(ds[:-1], stages[:-1]))
     if decision_latency is None:  # from the last beat written, the head overlapping the write
         decision_latency = max(rtl_decision_latency(st, sc.head_latency, {b.name: float(np.max(b.cost.cycles))
@@ -51,7 +52,7 @@ def buffer_timing(stages, decision_latency: float | None = None, order: str | No
                         decision_capacity=caps, drain=drain, write_span=spans)
 
 
-def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "rtl",
+def estimate(design: Design, devices: list[str], exit_fractions, backend: str = "rtl",
              folding: dict | None = None, buffer_depths: list[int] | None = None,
              burst_length: float = 1.0, strategy: str = "latency",
              decision_latency: float | None = None, buffer_order: str | None = None) -> dict:
@@ -65,7 +66,7 @@ def estimate(design: dict, devices: list[str], exit_fractions, backend: str = "r
     if len(q) != len(stages):
         raise UserError(f"{len(q)} exit fractions for {len(stages)} exits; give one per exit, final exit last")
     ii = [sc.ii for sc in stages]
-    depths = buffer_depths or [int(s.get("buffer_depth", 32)) for s in design["stages"][:-1]]
+    depths = buffer_depths or [s.buffer_depth for s in design.stages[:-1]]
     thr = system_throughput(ii, fractions, depths, burst_length, timing)
     thr_inf = float(infinite_buffer_throughput(ii, q))
     lat = path_latencies(stages)
@@ -141,13 +142,13 @@ def render_markdown(est: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def throughput_curve(design: dict, exit_fractions, rates, backend: str = "rtl", folding: dict | None = None,
+def throughput_curve(design: Design, exit_fractions, rates, backend: str = "rtl", folding: dict | None = None,
                      buffer_depths: list[int] | None = None, burst_length: float = 1.0,
                      decision_latency: float | None = None) -> dict[str, list[float]]:
     """Throughput vs early-exit rate: early exits keep their relative shares of `exit_fractions`."""
     stages = stage_costs(design, backend, folding, buffer_depths)
     ii = [sc.ii for sc in stages]
-    depths = buffer_depths or [int(s.get("buffer_depth", 32)) for s in design["stages"][:-1]]
+    depths = buffer_depths or [s.buffer_depth for s in design.stages[:-1]]
     f = np.asarray(exit_fractions, dtype=float)
     shape = f[:-1] / f[:-1].sum() if f[:-1].sum() > 0 else np.full(len(f) - 1, 1.0 / max(len(f) - 1, 1))
     # a design without early exits (the DSE kept none) runs every sample through: a flat curve
@@ -158,7 +159,7 @@ def throughput_curve(design: dict, exit_fractions, rates, backend: str = "rtl", 
             "finite": system_throughput_many(ii, rows, depths, burst_length, timing).tolist()}
 
 
-def plot_throughput_vs_exit_rate(design: dict, exit_fractions, path: str | Path, backend: str = "rtl",
+def plot_throughput_vs_exit_rate(design: Design, exit_fractions, path: str | Path, backend: str = "rtl",
                                  folding: dict | None = None, buffer_depths: list[int] | None = None,
                                  burst_length: float = 1.0, rates=None,
                                  decision_latency: float | None = None) -> Path:
@@ -172,7 +173,7 @@ def plot_throughput_vs_exit_rate(design: dict, exit_fractions, path: str | Path,
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(c["rate"], c["infinite"], label="infinite buffers")
     ax.plot(c["rate"], c["finite"], "--", label=f"finite buffers, burst L={burst_length:g}")
-    ax.set_xlabel("early-exit rate" if len(design["stages"]) > 1 else "early-exit rate (this design has no early exit)")
+    ax.set_xlabel("early-exit rate" if len(design.stages) > 1 else "early-exit rate (this design has no early exit)")
     ax.set_ylabel("throughput (samples/cycle)")
     ax.grid(alpha=0.3)
     ax.legend()

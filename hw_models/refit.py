@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from stage_ir import Design
+
 from .coefficients import COEFFICIENTS_FILE, coefficients
 from .stages import stage_costs
 
@@ -74,7 +76,7 @@ def block_of_instance(instance: str, blocks: set[str], layers: list[str]) -> str
     return None
 
 
-def _model_blocks(design: dict) -> dict[str, dict[str, float]]:
+def _model_blocks(design: Design) -> dict[str, dict[str, float]]:
     out = {}
     for sc in stage_costs(design, "rtl"):
         for b in sc.blocks:
@@ -83,10 +85,10 @@ def _model_blocks(design: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def measured_blocks(design: dict, synth: dict) -> dict[str, dict[str, float]]:
+def measured_blocks(design: Design, synth: dict) -> dict[str, dict[str, float]]:
     """Measured LUT/FF/DSP/BRAM per model block from synth.json's instances."""
     blocks = set(_model_blocks(design))
-    layers = [l["name"] for st in design["stages"] for l in st.get("layers", []) + st.get("head", [])]
+    layers = [l.name for l in design.layers()]
     out: dict[str, dict[str, float]] = {}
     for inst in synth["instances"]:
         b = block_of_instance(inst["name"], blocks, layers)
@@ -98,7 +100,7 @@ def measured_blocks(design: dict, synth: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def _rows(samples: list[tuple[dict, dict]]) -> tuple[list[str], dict, dict]:
+def _rows(samples: list[tuple[Design, dict]]) -> tuple[list[str], dict, dict]:
     """(row ids, measured [rows] per resource, model [rows] per resource) over all designs' blocks."""
     ids, meas, model = [], {r: [] for r in ("lut", "ff", "dsp", "bram")}, {r: [] for r in ("lut", "ff", "dsp", "bram")}
     for i, (design, synth) in enumerate(samples):
@@ -123,7 +125,7 @@ def _predict(samples, ids) -> dict[str, np.ndarray]:
     return {r: np.array(v) for r, v in pred.items()}
 
 
-def refit(samples: list[tuple[dict, dict]]) -> dict[str, Any]:
+def refit(samples: list[tuple[Design, dict]]) -> dict[str, Any]:
     """New `rtl` coefficients from (design dict, synth.json dict) pairs; returns {coefficients, report}."""
     from scipy.optimize import lsq_linear
 
@@ -178,7 +180,7 @@ def refit(samples: list[tuple[dict, dict]]) -> dict[str, Any]:
     return {"coefficients": new, "report": report}
 
 
-def _stage_totals(design: dict, rtl: dict) -> list[dict[str, float]]:
+def _stage_totals(design: Design, rtl: dict) -> list[dict[str, float]]:
     """Model LUT/FF per stage of `design` with the `rtl` coefficients in place of the live ones."""
     live = coefficients()["rtl"]
     original = copy.deepcopy(live)
@@ -191,7 +193,7 @@ def _stage_totals(design: dict, rtl: dict) -> list[dict[str, float]]:
         live.update(original)
 
 
-def cross_validate(samples: list[tuple[dict, dict]]) -> dict[str, Any]:
+def cross_validate(samples: list[tuple[Design, dict]]) -> dict[str, Any]:
     """Leave one design out: refit on the others, predict the left-out design's stages.
 
     The in-sample fit answers "can the model describe these designs"; this answers "how far
@@ -237,12 +239,13 @@ def write_coefficients(fitted: dict[str, float], path: Path = COEFFICIENTS_FILE,
     coefficients.cache_clear()
 
 
-def load_samples(runs: list[Path]) -> list[tuple[dict, dict]]:
+def load_samples(runs: list[Path]) -> list[tuple[Design, dict]]:
     out = []
     for run in runs:
         run = Path(run)
         if (run / "synth.json").is_file():
-            out.append((json.loads((run / "design.json").read_text()), json.loads((run / "synth.json").read_text())))
+            design = Design.model_validate(json.loads((run / "design.json").read_text()))
+            out.append((design, json.loads((run / "synth.json").read_text())))
     return out
 
 

@@ -1,19 +1,18 @@
-"""Walk a design dict (docs/ir.md) into per-stage, per-block costs."""
+"""Walk the typed stage IR (stage_ir.Design) into per-stage, per-block costs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from stage_ir import Cost, Design, LayerKind, Stage
 from stage_ir.errors import UserError
 
 from . import hls_cost, rtl_cost
-from .cost import Cost
-from .geometry import COMPUTE_KINDS, check_kind, elements, folding_of, input_lanes, input_layer_name
+from .geometry import folding_of, input_layer_name
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
 DECISION_BITS = TAG_BITS + 8  # a decision beat: {patience state, force_idx, force_en, tag, exited}
-COMPUTE_OR_POOL = ("dense", "conv2d", "maxpool2d")  # the blocks whose cycles pace a stage
 BACKENDS = ("rtl", "hls")
 
 
@@ -23,6 +22,7 @@ class Block:
     kind: str          # IR kind, or split / threshold_unit / conditional_buffer / dwc / exit_merge
     part: str          # backbone | head | ee
     cost: Cost
+    paces: bool = False  # a layer whose cycles pace its stage (its kind's `paces`)
 
 
 @dataclass
@@ -45,9 +45,10 @@ class StageCost:
         return {k: float(sum(float(b.cost.resources()[k]) for b in self.blocks)) for k in keys}
 
 
-def _policy(design: dict) -> tuple[str, dict]:
-    pol = design.get("policy") or {}
-    return pol.get("kind", "margin"), pol.get("tables") or {}
+def _policy(design: Design) -> tuple[str, dict]:
+    """(kind, tables) of the design's exit policy; margin (the argmax) and no tables without one."""
+    pol = design.policy
+    return (pol.kind, pol.tables or {}) if pol is not None else ("margin", {})
 
 
 def exit_table(tables: dict | None, k: int) -> dict:
@@ -57,57 +58,51 @@ def exit_table(tables: dict | None, k: int) -> dict:
     return exits[k] if 0 <= k < len(exits) else {}
 
 
-def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
+def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = None,
                 buffer_depths: list[int] | None = None, strategy: str = "latency",
                 decision_latency: list[float] | None = None) -> list[StageCost]:
     """Per-stage blocks and costs.  ``folding``: {layer name: {pe, simd} or {reuse_factor}}."""
     if backend not in BACKENDS:
         raise UserError(f"unknown back end {backend!r}; use one of {', '.join(BACKENDS)}")
-    stages = design.get("stages") or []
-    if not stages:
-        raise UserError("design has no stages; run `codesign export` first")
+    stages = design.stages
     policy, tables = _policy(design)
-    n_classes = int(design.get("num_classes", 10))
+    n_classes = design.num_classes
     out = []
     lanes = None
     first = input_layer_name(stages)  # fed by the top's s_axis: may read several pixels per beat
     for k, stage in enumerate(stages):
         last = k == len(stages) - 1
         sc = StageCost(index=k)
-        lanes, lat = _chain(stage.get("layers", []), "backbone", backend, folding, strategy, lanes, sc.blocks,
-                            first)
+        lanes, lat = _chain(stage.layers, "backbone", backend, folding, strategy, lanes, sc.blocks, first)
         sc.backbone_latency = lat
-        feats = stage.get("features") or (stage["layers"][-1]["output"] if stage.get("layers") else stage["input"])
+        feats = _features(stage)
         if not last and backend == "rtl":
-            sc.blocks.append(Block(f"s{k}_split", "split", "ee",
-                                   rtl_cost.split(elements(feats), int(feats["bits"]), lanes or 1)))
-        _, head_lat = _chain(stage.get("head", []), "head", backend, folding, strategy, lanes, sc.blocks, first)
+            sc.blocks.append(Block(f"s{k}_split", "split", "ee", rtl_cost.split(feats.size, feats.bits, lanes or 1)))
+        _, head_lat = _chain(stage.head, "head", backend, folding, strategy, lanes, sc.blocks, first)
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
-        compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.kind in COMPUTE_OR_POOL] + [1.0])
+        compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.paces] + [1.0])
         tu_policy = "margin" if last else policy
         sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(tu_policy, n_classes, compute_ii))
         if not last:
-            logits = stage["logits"]
-            head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit(policy, n_classes, int(logits["bits"]), head_lanes,
+            head_lanes = _out_lanes(stage.head[-1], backend, folding)
+            thr = rtl_cost.threshold_unit(policy, n_classes, stage.logits.bits, head_lanes,
                                           exit_table(tables, k), parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             head_lat += float(thr.latency)
             depth = _depth(stage, k, buffer_depths)
-            bits = int(feats["bits"])
+            bits = feats.bits
             # the RTL's buffer holds `depth` samples, decided or not (docs/hw_models.md)
-            sample_bits = elements(feats) * bits  # the tag travels with the decision, not in the buffer
+            sample_bits = feats.size * bits  # the tag travels with the decision, not in the buffer
             buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits, decision_bits=DECISION_BITS)
             sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
-            sc.buffer_beats = elements(feats) // (lanes or 1)  # codesign/rtl.py: features / lanes
+            sc.buffer_beats = feats.size // (lanes or 1)  # codesign/rtl.py: features / lanes
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
         sc.head_latency = head_lat
         if last and backend == "rtl":
             # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
-            logits = stage.get("logits") or (stage["head"][-1]["output"] if stage.get("head") else feats)
-            head_lanes = _out_lanes(stage["head"][-1], backend, folding) if stage.get("head") else 1
-            thr = rtl_cost.threshold_unit("margin", n_classes, int(logits["bits"]), head_lanes, {},
+            head_lanes = _out_lanes(stage.head[-1], backend, folding)
+            thr = rtl_cost.threshold_unit("margin", n_classes, stage.logits.bits, head_lanes, {},
                                           parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             sc.head_latency += float(thr.latency)
@@ -119,45 +114,49 @@ def stage_costs(design: dict, backend: str = "rtl", folding: dict | None = None,
     return out
 
 
-def _depth(stage: dict, k: int, buffer_depths: list[int] | None) -> int:
-    depth = buffer_depths[k] if buffer_depths is not None else stage.get("buffer_depth", 32)
+def _features(stage: Stage):
+    """The stage's feature map (what its conditional buffer holds): its features, or the output of
+    its backbone in the last stage, which has none."""
+    return stage.features or (stage.layers[-1].output if stage.layers else stage.input)
+
+
+def _depth(stage: Stage, k: int, buffer_depths: list[int] | None) -> int:
+    depth = buffer_depths[k] if buffer_depths is not None else stage.buffer_depth
     if int(depth) < 1:
         raise UserError(f"stage {k}: buffer depth {depth} must be at least 1 sample")
     return int(depth)
 
 
-def _out_lanes(layer: dict, backend: str, folding: dict | None) -> int:
-    if backend == "rtl" and layer["kind"] in COMPUTE_KINDS:
+def _out_lanes(layer: LayerKind, backend: str, folding: dict | None) -> int:
+    if backend == "rtl" and layer.computes:
         return folding_of(layer, folding)[0]
     return 1
 
 
-def _chain(layers: list[dict], part: str, backend: str, folding: dict | None, strategy: str,
+def _chain(layers: list[LayerKind], part: str, backend: str, folding: dict | None, strategy: str,
            lanes: int | None, blocks: list[Block], first: str | None = None) -> tuple[int | None, float]:
     """Cost one chain of layers, inserting width converters; returns (out lanes, latency).
     `first`: name of the network's first layer (geometry.input_layer_name)."""
     latency = 0.0
     for layer in layers:
-        kind = check_kind(layer)
         if backend == "hls":
-            rf = (folding or {}).get(layer["name"], {}).get("reuse_factor") or layer.get("reuse_factor") or 1
-            fn = hls_cost.LAYER_MODELS[kind]
-            cost = fn(layer, rf, strategy) if kind in COMPUTE_KINDS else fn(layer)
-        elif kind in COMPUTE_KINDS:
+            rf = ((folding or {}).get(layer.name, {}).get("reuse_factor")
+                  or (layer.reuse_factor if layer.computes else None) or 1)
+            cost = hls_cost.layer_cost(layer, rf, strategy)
+        elif layer.computes:
             pe, simd = folding_of(layer, folding)
             # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window),
             # times the pixels per beat of the network's first layer
-            is_first = layer["name"] == first
-            in_lanes = int(input_lanes(layer, pe, simd, is_first))
+            is_first = layer.name == first
+            in_lanes = int(layer.in_lanes(pe, simd, is_first))
             if lanes is not None and lanes != in_lanes:
-                dwc = rtl_cost.width_converter(elements(layer["input"]), int(layer["input"]["bits"]), lanes,
-                                               in_lanes)
-                blocks.append(Block(f"{layer['name']}_dwc", "dwc", part, dwc))
+                dwc = rtl_cost.width_converter(layer.input.size, layer.input.bits, lanes, in_lanes)
+                blocks.append(Block(f"{layer.name}_dwc", "dwc", part, dwc))
                 latency += float(dwc.latency)
-            cost = rtl_cost.LAYER_MODELS[kind](layer, pe, simd, first=is_first)
+            cost = rtl_cost.layer_cost(layer, pe, simd, first=is_first)
             lanes = pe
         else:
-            cost = rtl_cost.LAYER_MODELS[kind](layer, lanes or 1)
-        blocks.append(Block(layer["name"], kind, part, cost))
+            cost = rtl_cost.layer_cost(layer, lanes=lanes or 1)
+        blocks.append(Block(layer.name, layer.kind, part, cost, paces=layer.paces))
         latency += float(cost.latency)
     return lanes, latency

@@ -14,7 +14,10 @@ from hw_models.coefficients import coefficients
 from hw_models.devices import add_devices, get_device, known_devices
 from hw_models.dse import chosen_design, plot_pareto, reduced_design, run_dse
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
-from hw_models.geometry import divisors, folding_of, input_layer_name, input_pixels_per_beat, matrix_geometry
+from hw_models.geometry import folding_of, input_layer_name
+from pydantic import TypeAdapter
+from stage_ir import Design, Layer
+from stage_ir.kinds import divisors
 from hw_models.stages import stage_costs
 from hw_models.system import infinite_buffer_throughput, reach_fractions, system_throughput
 
@@ -26,12 +29,14 @@ def _t(shape, bits=4, signed=False):
 
 def _dense(name, i, o, act=True):
     return {"name": name, "kind": "dense", "input": _t([i]), "output": _t([o], 4 if act else 16, not act),
+            "weight": f"{name}_w.npy", "bias": f"{name}_b.npy",
             "in_features": i, "out_features": o, "w_bits": 4, "w_frac": 3, "acc_bits": 16,
             "act": {"bits": 4, "frac": 2, "shift": 3} if act else None, "folding": {"pe": 1, "simd": 1}}
 
 
 def _conv(name, ic, oc, h, w):
     return {"name": name, "kind": "conv2d", "input": _t([ic, h, w]), "output": _t([oc, h, w]),
+            "weight": f"{name}_w.npy", "bias": f"{name}_b.npy",
             "in_channels": ic, "out_channels": oc, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],
             "w_bits": 4, "w_frac": 3, "acc_bits": 16, "act": {"bits": 4, "frac": 2, "shift": 3},
             "folding": {"pe": 1, "simd": 1}}
@@ -46,7 +51,33 @@ def _flat(name, c, h, w):
     return {"name": name, "kind": "flatten", "input": _t([c, h, w]), "output": _t([c * h * w])}
 
 
+_LAYER = TypeAdapter(Layer)
+
+
+def L(layer: dict):
+    """The typed IR layer (stage_ir.kinds) of a layer dict."""
+    return _LAYER.validate_python(layer)
+
+
+def D(design: dict) -> Design:
+    """The typed IR of a design dict; stages get MACs, no features and their first layer's input
+    when they do not say (only what hw_models reads matters here)."""
+    stages = [{"macs": {"backbone": 0, "head": 0}, "features": None, "input": st["layers"][0]["input"], **st}
+              for st in design["stages"]]
+    return Design.model_validate({"schema": 1, "name": "d", "num_classes": 10, "clock_ns": 10.0, "device": "xc7z020",
+                                  "macs_no_exit": 0, **design, "stages": stages})
+
+
+def _head(n, pe=1, simd=1):
+    """A one-stage design's classifier on n features, folded so that no width converter is needed."""
+    return [dict(_dense("h", n, 10, act=False), folding={"pe": pe, "simd": simd})]
+
+
 def cnn_design():
+    return D(cnn_dict())
+
+
+def cnn_dict():
     s0 = {"index": 0, "input": _t([1, 8, 8]),
           "layers": [_conv("s0_c0", 1, 8, 8, 8), _conv("s0_c1", 8, 8, 8, 8), _pool("s0_p", 8, 8, 8)],
           "features": _t([8, 4, 4]), "head": [_flat("s0_f", 8, 4, 4), _dense("s0_h", 128, 10, act=False)],
@@ -88,30 +119,30 @@ def test_add_devices():
 # ------------------------------------------------------------ per-layer models
 def test_dense_and_conv_cycles_are_exact():
     d = _dense("d", 64, 32)
-    assert float(rtl_cost.dense(d, 4, 8).cycles) == (32 / 4) * (64 / 8)
+    assert float(rtl_cost.layer_cost(L(d), 4, 8).cycles) == (32 / 4) * (64 / 8)
     c = _conv("c", 8, 16, 6, 6)
-    assert float(rtl_cost.conv2d(c, 4, 2).cycles) == 6 * 6 * (16 / 4) * (3 * 3 * 8 / 2)
+    assert float(rtl_cost.layer_cost(L(c), 4, 2).cycles) == 6 * 6 * (16 / 4) * (3 * 3 * 8 / 2)
 
 
 def test_conv_parallel_window_folding():
     """SIMD = KP*IC (KP | KH*KW) is legal for a conv: a 1-channel first conv is not bound to
     OH*OW*KH*KW cycles; its input (IC per beat) bounds it at IH*IW."""
     layer = dict(_conv("c1", 1, 6, 28, 28), kernel=[5, 5], padding=[0, 0], output=_t([6, 24, 24]))
-    geo = matrix_geometry(layer)
-    assert geo.simds == (1, 5, 25)
-    assert float(rtl_cost.conv2d(layer, 1, 1).cycles) == 24 * 24 * 6 * 25
-    assert float(rtl_cost.conv2d(layer, 6, 5).cycles) == 24 * 24 * 5
-    assert float(rtl_cost.conv2d(layer, 6, 25).cycles) == 28 * 28  # input-bound
-    assert folding_of(dict(layer, folding={"pe": 6, "simd": 25})) == (6, 25)
+    conv = L(layer)
+    assert conv.geometry.simds == (1, 5, 25)
+    assert float(rtl_cost.layer_cost(conv, 1, 1).cycles) == 24 * 24 * 6 * 25
+    assert float(rtl_cost.layer_cost(conv, 6, 5).cycles) == 24 * 24 * 5
+    assert float(rtl_cost.layer_cost(conv, 6, 25).cycles) == 28 * 28  # input-bound
+    assert folding_of(L(dict(layer, folding={"pe": 6, "simd": 25}))) == (6, 25)
     with pytest.raises(UserError, match="one of 1, 5, 25"):
-        folding_of(dict(layer, folding={"pe": 6, "simd": 3}))
+        folding_of(L(dict(layer, folding={"pe": 6, "simd": 3})))
     # the read lanes cost: more LUT/FF than one position per beat, same MVU-side rule otherwise
-    one, five = rtl_cost.conv2d(layer, 6, 1), rtl_cost.conv2d(layer, 6, 5)
+    one, five = rtl_cost.layer_cost(conv, 6, 1), rtl_cost.layer_cost(conv, 6, 5)
     assert float(five.lut) > float(one.lut) and float(five.ff) > float(one.ff)
     # the stream feeding it stays one pixel (IC elements) per beat: no width converter from PE=1
-    design = {"name": "d", "num_classes": 10, "input": _t([1, 28, 28]), "stages": [
-        {"index": 0, "layers": [dict(layer, folding={"pe": 6, "simd": 25})], "head": [],
-         "logits": _t([6], 16, True)}]}
+    design = D({"input": _t([1, 28, 28]), "stages": [
+        {"index": 0, "layers": [dict(layer, folding={"pe": 6, "simd": 25}), _flat("f", 6, 24, 24)],
+         "head": _head(6 * 24 * 24, simd=6), "logits": _t([10], 16, True)}]})
     blocks = [b.kind for st_ in stage_costs(design, "rtl") for b in st_.blocks]
     assert "dwc" not in blocks
 
@@ -124,6 +155,9 @@ def _mnist_conv(name="c1", k=5, stride=1):
 
 def test_input_pixels_per_beat_rule():
     """IPB: the smallest divisor of IW (at most 8) whose IH*IW/IPB read beats fit the window walk."""
+    def input_pixels_per_beat(layer, pe, simd):
+        return L(layer).pixels_per_beat(pe, simd)
+
     c5, c3 = _mnist_conv(k=5), _mnist_conv(k=3)
     assert input_pixels_per_beat(c5, 6, 25) == 2    # walk 576 < 784 reads; 392 fit
     assert input_pixels_per_beat(c3, 6, 9) == 2     # walk 676
@@ -148,24 +182,26 @@ def test_only_the_first_layer_reads_several_pixels_per_beat():
     first = dict(_mnist_conv("c1", k=5), folding={"pe": 6, "simd": 25})
     second = dict(_conv("c2", 6, 6, 24, 24), kernel=[5, 5], padding=[0, 0], output=_t([6, 20, 20]),
                   folding={"pe": 6, "simd": 150})
-    design = {"name": "d", "num_classes": 10, "input": _t([1, 28, 28]), "stages": [
-        {"index": 0, "layers": [first, second], "head": [], "logits": _t([6], 16, True)}]}
-    assert input_layer_name(design["stages"]) == "c1"
+    design = D({"input": _t([1, 28, 28]), "stages": [
+        {"index": 0, "layers": [first, second, _flat("f", 6, 20, 20)], "head": _head(6 * 20 * 20, simd=6),
+         "logits": _t([10], 16, True)}]})
+    assert input_layer_name(design.stages) == "c1"
     cycles = {b.name: float(b.cost.cycles) for st_ in stage_costs(design, "rtl") for b in st_.blocks}
     assert cycles["c1"] == 576                                          # 784 at one pixel per beat
-    assert float(rtl_cost.conv2d(first, 6, 25).cycles) == 784
+    first, second = L(first), L(second)
+    assert float(rtl_cost.layer_cost(first, 6, 25).cycles) == 784
     assert cycles["c2"] == 24 * 24                                     # input-bound, IPB 1
-    assert float(rtl_cost.conv2d(second, 6, 150, first=True).cycles) == 400  # what IPB would give it
+    assert float(rtl_cost.layer_cost(second, 6, 150, first=True).cycles) == 400  # what IPB would give it
     # the DSE's folding helper reaches the compute bound only for the first layer
     from hw_models.dse import fold_for_ii
     assert fold_for_ii(first, 576, first=True) == {"pe": 6, "simd": 25}
-    assert float(rtl_cost.conv2d(first, **fold_for_ii(first, 576)).cycles) == 784  # most lanes, still 784
+    assert float(rtl_cost.layer_cost(first, **fold_for_ii(first, 576)).cycles) == 784  # most lanes, still 784
 
 
 def test_small_products_go_to_dsp_one_per_lane():
-    assert float(rtl_cost.dense(_dense("d", 64, 32), 8, 16).dsp) == 8 * 16
-    wide = dict(_dense("w", 64, 32), w_bits=30)
-    assert float(rtl_cost.dense(wide, 2, 2).dsp) == 0  # does not fit a DSP48: LUT multipliers
+    assert float(rtl_cost.layer_cost(L(_dense("d", 64, 32)), 8, 16).dsp) == 8 * 16
+    wide = dict(_dense("w", 64, 32), w_bits=8, input=_t([64], 30))
+    assert float(rtl_cost.layer_cost(L(wide), 2, 2).dsp) == 0  # does not fit a DSP48: LUT multipliers
 
 
 @settings(max_examples=60, deadline=None)
@@ -176,9 +212,9 @@ def test_more_lanes_never_slower_nor_cheaper(mw, mh, conv, data):
     memory that falls below the block threshold moves into LUTs (and LUTs rise), as yosys
     would map it; and the ROM's own LUTs may: a LUT ROM is a LUT6 column per word bit, so
     96 x 8 bits take 16 LUTs where 64 x 12 bits take 12."""
-    layer = _conv("c", mw, mh, 4, 4) if conv else _dense("d", mw, mh)
-    fn = rtl_cost.conv2d if conv else rtl_cost.dense
-    pes, simds = divisors(mh), list(matrix_geometry(layer).simds)  # conv: also KP*IC (parallel window)
+    layer = L(_conv("c", mw, mh, 4, 4) if conv else _dense("d", mw, mh))
+    fn = rtl_cost.layer_cost
+    pes, simds = divisors(mh), list(layer.geometry.simds)  # conv: also KP*IC (parallel window)
     pe = data.draw(st.sampled_from(pes))
     simd = data.draw(st.sampled_from(simds))
     pe2 = data.draw(st.sampled_from([p for p in pes if p >= pe]))
@@ -190,10 +226,11 @@ def test_more_lanes_never_slower_nor_cheaper(mw, mh, conv, data):
     assert float(b.lut) - _rom_lut(layer, pe2, simd2) >= float(a.lut) - _rom_lut(layer, pe, simd) - 1e-9
 
 
-def _rom_lut(layer: dict, pe: int, simd: int) -> float:
-    geo = matrix_geometry(layer)
+def _rom_lut(layer, pe: int, simd: int) -> float:
+    from stage_ir.kinds.matrix import storage_cost
+    geo = layer.geometry
     bits, word = geo.mh * geo.mw * geo.w_bits, pe * simd * geo.w_bits
-    return float(rtl_cost._storage(bits, word, 1, coefficients()["rtl"], words=bits / word)[0])
+    return float(storage_cost(bits, word, 1, coefficients()["rtl"], words=bits / word)[0])
 
 
 @settings(max_examples=40, deadline=None)
@@ -270,8 +307,8 @@ def test_dse_outputs_and_gain(tmp_path):
     assert r["pareto"] and r["points_per_second"] > 0
     assert plot_pareto(r, tmp_path / "dse.png").stat().st_size > 1000
     new = chosen_design(cnn_design(), r["chosen"])
-    assert new["stages"][0]["layers"][0]["folding"] == r["chosen"]["folding"]["s0_c0"]
-    assert len(new["stages"]) == len(r["chosen"]["exits_kept"])
+    assert new.stages[0].layers[0].folding.model_dump() == r["chosen"]["folding"]["s0_c0"]
+    assert len(new.stages) == len(r["chosen"]["exits_kept"])
 
 
 def test_dse_resources_objective_meets_target():
@@ -284,10 +321,10 @@ def test_dse_user_errors():
         run_dse(cnn_design(), "xc7z020", 1.5, exit_points=POINTS)
     with pytest.raises(UserError, match="unknown device"):
         run_dse(cnn_design(), "xc0", 0.7, exit_points=POINTS)
-    big = cnn_design()
-    big["stages"][1]["head"][0] = dict(_dense("s1_d", 256, 32), w_bits=30)  # LUT multipliers
+    big = cnn_dict()
+    big["stages"][1]["head"][0] = dict(_dense("s1_d", 256, 32), input=_t([256], 30))  # LUT multipliers
     with pytest.raises(UserError, match="does not fit xc7a35t"):
-        run_dse(big, "xc7a35t", 0.01, exit_points=POINTS)
+        run_dse(D(big), "xc7a35t", 0.01, exit_points=POINTS)
 
 
 @settings(max_examples=40, deadline=None)
@@ -300,14 +337,14 @@ def test_finite_buffer_throughput_never_rises_with_more_continuing(a, b, depth, 
 
 def test_hls_strategies_and_reuse_factor():
     from hw_models import hls_cost
-    layer = _dense("d", 64, 32)
-    lat1, lat8 = hls_cost.dense(layer, 1, "latency"), hls_cost.dense(layer, 8, "latency")
-    res8 = hls_cost.dense(layer, 8, "resource")
+    layer = L(_dense("d", 64, 32))
+    lat1, lat8 = hls_cost.layer_cost(layer, 1, "latency"), hls_cost.layer_cost(layer, 8, "latency")
+    res8 = hls_cost.layer_cost(layer, 8, "resource")
     assert float(lat8.cycles) == 8 * float(lat1.cycles)          # II = RF
     assert float(lat8.lut) < float(lat1.lut)                     # RF x fewer multipliers
     assert float(res8.bram) > 0 and float(lat8.bram) == 0        # Resource keeps weights in BRAM
-    wide = dict(layer, w_bits=8, input=_t([64], 8))
-    assert float(hls_cost.dense(wide, 4).dsp) == 64 * 32 / 4     # 8x8 products on DSPs
+    wide = L(dict(_dense("d", 64, 32), w_bits=8, input=_t([64], 8)))
+    assert float(hls_cost.layer_cost(wide, 4).dsp) == 64 * 32 / 4     # 8x8 products on DSPs
 
 
 def test_deeper_buffer_costs_more():
@@ -317,7 +354,11 @@ def test_deeper_buffer_costs_more():
 
 
 def _three_stage_design():
-    d = cnn_design()
+    return D(_three_stage_dict())
+
+
+def _three_stage_dict():
+    d = cnn_dict()
     s0, s1 = d["stages"]
     mid = {"index": 1, "input": _t([8, 4, 4]), "layers": [_conv("m_c0", 8, 8, 4, 4)], "features": _t([8, 4, 4]),
            "head": [_flat("m_f", 8, 4, 4), _dense("m_h", 128, 10, act=False)], "logits": _t([10], 16, True),
@@ -353,23 +394,24 @@ def test_a_dropped_exit_is_not_in_the_chosen_design():
     MACs of both backbones, the kept stage's buffer depth as chosen; the cost model sees the same stages."""
     from hw_models.stages import stage_costs
 
-    design = _three_stage_design()
-    for k, st in enumerate(design["stages"]):
+    d = _three_stage_dict()
+    for k, st in enumerate(d["stages"]):
         st["macs"] = {"backbone": 100 * (k + 1), "head": 10 * (k + 1)}
+    design = D(d).as_dict()
     folding = {"s0_c0": {"pe": 2, "simd": 1}, "m_c0": {"pe": 4, "simd": 2}}
     chosen = {"exits_kept": [0, 2], "folding": folding, "buffer_depths": [4]}
-    new = chosen_design(design, chosen)
-    s0, s1 = new["stages"]
+    new = chosen_design(D(design), chosen)
+    s0, s1 = new.as_dict()["stages"]
     assert [s0["index"], s1["index"]] == [0, 1] and [s0["export_stages"], s1["export_stages"]] == [[0], [1, 2]]
     assert [l["name"] for l in s1["layers"]] == ["m_c0"] + [l["name"] for l in design["stages"][2]["layers"]]
     assert s1["head"] == design["stages"][2]["head"] and s1["input"] == design["stages"][1]["input"]
     assert s1["macs"] == {"backbone": 500, "head": 30} and s0["buffer_depth"] == 4
     assert s1["layers"][0]["folding"] == {"pe": 4, "simd": 2}
-    names = {l["name"] for st in new["stages"] for l in st["layers"] + st["head"]}
+    names = {l.name for l in new.layers()}
     assert not names & {l["name"] for l in design["stages"][1]["head"]}  # the dropped head is gone
     assert len(stage_costs(new, "rtl")) == 2
-    one = chosen_design(design, {"exits_kept": [2], "folding": {}, "buffer_depths": []})
-    assert [st["export_stages"] for st in one["stages"]] == [[0, 1, 2]] and one["stages"][0].get("buffer_depth") is None
+    one = chosen_design(D(design), {"exits_kept": [2], "folding": {}, "buffer_depths": []})
+    assert [st.export_stages for st in one.stages] == [[0, 1, 2]] and one.stages[0].buffer_depth is None
 
 
 def test_threshold_unit_cost_reads_each_exits_real_table():
@@ -377,9 +419,9 @@ def test_threshold_unit_cost_reads_each_exits_real_table():
     lower-case keys per exit under tables["exits"][k]); an earlier model read invented top-level
     keys and always costed N = 64 entries."""
     def thr_lut(n):
-        d = cnn_design()
+        d = cnn_dict()
         d["policy"]["tables"] = {"exits": [{"p": 8, "n": n, "s": 0}]}
-        blocks = {b.name: b for sc in stage_costs(d) for b in sc.blocks}
+        blocks = {b.name: b for sc in stage_costs(D(d)) for b in sc.blocks}
         return float(blocks["s0_threshold"].cost.lut)
 
     assert thr_lut(4) < thr_lut(64) < thr_lut(256)
@@ -389,11 +431,12 @@ def test_threshold_unit_cost_reads_each_exits_real_table():
 def test_a_reduced_design_keeps_the_kept_exits_policy():
     """Dropping exit 0 makes original exit 1 stage 0: it takes exit 1's threshold and table,
     so the cost model (which indexes them by stage) costs exit 1's threshold unit."""
-    design = _three_stage_design()
-    design["policy"]["tables"] = {"exits": [{"p": 8, "n": 4, "s": 0}, {"p": 8, "n": 256, "s": 0}]}
+    d = _three_stage_dict()
+    d["policy"]["tables"] = {"exits": [{"p": 8, "n": 4, "s": 0}, {"p": 8, "n": 256, "s": 0}]}
+    design = D(d)
     reduced = reduced_design(design, [1])
-    assert reduced["policy"]["thresholds"] == [200]
-    assert reduced["policy"]["tables"]["exits"] == [{"p": 8, "n": 256, "s": 0}]
+    assert reduced.policy.thresholds == [200]
+    assert reduced.policy.tables["exits"] == [{"p": 8, "n": 256, "s": 0}]
     s0 = {b.name: b for b in stage_costs(reduced)[0].blocks}["s0_threshold"]
     own = {b.name: b for b in stage_costs(design)[1].blocks}["s1_threshold"]
     assert float(s0.cost.lut) == float(own.cost.lut)

@@ -18,7 +18,6 @@ from codesign.ir import load_design
 from codesign.sim_run import SIM_MIN_SAMPLES, run_traffic
 from hw_models import estimate
 from hw_models.flow_sim import BufferTiming, effective_depths, simulate_flow
-from hw_models.geometry import matrix_geometry
 from hw_models.rtl_timing import boundary_slots
 
 from tests.conftest import benchmark, calibrated_copy
@@ -45,9 +44,9 @@ def test_predicted_throughput_matches_verilator(variants, depth, spec):
     run = variants[depth]
     r = run_traffic(run, spec, samples=SIM_MIN_SAMPLES, write=False)
     assert r["scoreboard"] == {"lost": 0, "duplicated": 0, "altered": 0} and not r["deadlock"]
-    design = load_design(run).as_dict()
+    design = load_design(run)
     fractions = [e["fraction"] for e in r["exits"]]
-    est = estimate(design, [design["device"]], fractions, burst_length=r["burst_length"])
+    est = estimate(design, [design.device], fractions, burst_length=r["burst_length"])
     ii = [s["ii_cycles"] for s in est["stages"]]
     assert ii == TARGETS and est["buffer_depths"] == [depth]
     # stage 1 at (within the 5 % a run's realised exit rate drifts) or past the balance point, and
@@ -66,12 +65,12 @@ def test_fold_for_targets_meets_targets_cheaply():
     design = _design()
     for targets in ([64, 256], [576, 2304], [10 ** 6, 10 ** 6]):
         fold = mv.fold_for_targets(design, targets)
-        for k, stage in enumerate(design["stages"]):
-            for layer in stage.get("layers", []) + stage.get("head", []):
-                if layer["kind"] not in ("dense", "conv2d"):
+        for k, stage in enumerate(design.stages):
+            for layer in stage.all_layers:
+                if not layer.computes:
                     continue
-                geo = matrix_geometry(layer)
-                f = fold[layer["name"]]
+                geo = layer.geometry
+                f = fold[layer.name]
                 cycles = geo.positions * geo.mh / f["pe"] * geo.mw / f["simd"]
                 slowest = geo.positions * geo.mh * geo.mw
                 assert cycles <= targets[k] or (f["pe"], f["simd"]) == (geo.mh, max(geo.simds))
@@ -85,7 +84,7 @@ def test_decision_fifo_makes_the_whole_buffer_depth_effective():
     design = _design()
     for depth in (1, 4, 64):
         caps, queues = boundary_slots(design, depths=[depth])
-        assert len(caps) == len(design["stages"]) - 1 and all(c > depth for c in caps)
+        assert len(caps) == len(design.stages) - 1 and all(c > depth for c in caps)
         assert list(effective_depths([depth], caps[:1])) == [depth]
         bt = estimate(design, ["xc7z020"], [0.5, 0.5], buffer_depths=[depth])["buffer_timing"]
         assert bt["decision_capacity_samples"] == list(caps) and bt["input_queue_samples"] == list(queues)

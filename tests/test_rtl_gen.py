@@ -103,7 +103,7 @@ def test_full_test_split_bit_exact(name: str, request) -> None:
     run = request.getfixturevalue(name)
     report = check_verify(run)
     design = ir.load_design(run)
-    first = next(l for l in design.layers() if l.kind in stage_ir.COMPUTE_KINDS)
+    first = next(l for l in design.layers() if l.computes)
     # fully folded: the first layer is the bottleneck (its cycles per sample, + <3% for fill)
     bottleneck = layer_unit(design, first, 0).cycles
     assert bottleneck <= report["cycles_per_sample"] <= 1.03 * bottleneck
@@ -158,7 +158,7 @@ def test_first_conv_takes_several_pixels_per_beat(cnn_valid_run, tmp_path: Path)
     assert man["input"]["beats_per_sample"] == 32
     bits = man["input"]["bits"]
     assert next(p for p in man["ports"] if p["name"] == "s_axis_tdata")["width"] == 2 * bits
-    stages = stage_costs(ir.load_design(run).as_dict(), "rtl")
+    stages = stage_costs(ir.load_design(run), "rtl")
     ii = convs["s0_l0_conv2d"]["cycles_per_sample"]
     assert ii == 36 and stages[0].ii == 36 and max(st.ii for st in stages) == 36  # 64 at one pixel per beat
     assert 36 <= report["cycles_per_sample"] <= 1.03 * 36
@@ -277,12 +277,11 @@ def test_layer_cycles_match_the_analytical_model(cnn: Path, tmp_path: Path) -> N
                 chw = tuple(layer.input.shape)
                 continue
             measured = layer_cycles_measured(design, layer, k, lanes, chw)
-            spec = layer.model_dump(mode="json")
             if layer.kind == "maxpool2d":
-                model = float(rtl_cost.maxpool2d(spec, lanes).cycles)
+                model = float(rtl_cost.layer_cost(layer, lanes=lanes).cycles)
                 assert measured == pytest.approx(model, rel=0.02), layer.name
             else:
-                model = float(getattr(rtl_cost, layer.kind)(spec, layer.folding.pe, layer.folding.simd).cycles)
+                model = float(rtl_cost.layer_cost(layer, layer.folding.pe, layer.folding.simd).cycles)
                 if layer.kind == "dense":
                     assert measured == model, layer.name
                 else:

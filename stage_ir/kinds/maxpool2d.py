@@ -1,0 +1,44 @@
+"""maxpool2d: a streaming max pool (cs_maxpool) over the producer's PE channels per cycle."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from stage_ir.cost import Cost
+from stage_ir.kinds.base import ArrayReader, LayerKind
+from stage_ir.kinds.matrix import storage_cost
+
+
+class MaxPool2dLayer(LayerKind):
+    kind: Literal["maxpool2d"] = "maxpool2d"
+    kernel: list[int]
+    stride: list[int]
+    macs: int = 0
+
+    paces = True
+
+    def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
+        win = sliding_window_view(x, tuple(self.kernel), axis=(2, 3))[:, :, :: self.stride[0], :: self.stride[1]]
+        return win.max(axis=(4, 5))
+
+    def stream_cost(self, coef: dict, lanes=1) -> Cost:
+        p = coef["maxpool"]
+        ch, h, w = self.input.shape
+        bits = int(self.input.bits)
+        lanes = np.asarray(lanes, dtype=float)
+        cycles = h * w * ch / lanes
+        out_w = self.output.shape[2]
+        row_bits = out_w * ch * bits  # partial maxima of one output row
+        lut, bram = storage_cost(row_bits, lanes * bits, 1, coef)
+        return Cost(cycles=cycles, latency=cycles + p["pipeline_cycles"],
+                    lut=p["base_lut"] + lanes * bits * p["lut_per_cmp_bit"] + lut,
+                    ff=lanes * bits * p["ff_per_bit"], bram18=bram)
+
+    def hls_cost(self, coef: dict, memory: dict, reuse_factor=1, strategy: str = "latency") -> Cost:
+        n = self.input.size
+        ch = self.input.shape[0]
+        bits = int(self.input.bits)
+        cycles = n / ch  # io_stream: one pixel (all channels) per cycle
+        return Cost(cycles=cycles, latency=cycles + coef["latency_overhead"], lut=ch * bits * 2.0, ff=ch * bits * 2.0)
