@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from codesign.yosys import require_yosys, synth_xilinx  # noqa: E402
 from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
-from sim.rtl import mvu_bias_hex, mvu_weight_hex, rtl_sources  # noqa: E402
+from sim.rtl import rtl_sources  # noqa: E402
+from stage_ir.kinds.rom import mvu_bias_hex, mvu_weight_hex  # noqa: E402
 from tests.test_rtl_threshold import unit_params  # noqa: E402  (the units' tables, as the tests build them)
 
 IB = WB = OB = 4
@@ -45,7 +46,7 @@ def mvu(mw: int, mh: int, pe: int, simd: int, seed: int, **extra: int) -> tuple[
 
 def conv(ic: int, oc: int, h: int, k: int, pad: int, pe: int, simd: int, seed: int,
          **extra: int) -> tuple[dict, dict[str, str]]:
-    """A conv layer: the MVU's weight matrix is [OC, KH*KW*IC] (sim.rtl.conv_weight_matrix's order)."""
+    """A conv layer: the MVU's weight matrix is [OC, KH*KW*IC] (stage_ir.kinds.rom.conv_weight_matrix's order)."""
     params, files = mvu(k * k * ic, oc, pe, simd, seed)
     for key in ("MW", "MH"):
         params.pop(key)

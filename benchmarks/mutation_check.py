@@ -82,7 +82,7 @@ MUTATIONS: tuple[Mutation, ...] = (
          "tests/test_rtl_stream.py::test_cond_buffer_forwards_and_drops_by_decision[5-3]"),
     ),
     Mutation(
-        "mvu_cycles_offset", "hw_models/rtl_cost.py",
+        "mvu_cycles_offset", "stage_ir/kinds/matrix.py",
         "analytical model: one cycle more per sample for every MVU (dense / conv window walk)",
         "cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd)",
         "cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd) + 1",
@@ -128,11 +128,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_evaluate.py::test_eval_json_figures_from_the_integer_reference",),
     ),
     Mutation(
-        "swu_rows_offset", "hw_models/rtl_timing.py",
+        "swu_rows_offset", "stage_ir/kinds/window.py",
         "RTL timing model: cs_swu's line buffer counted one input row shorter (2 KH + SH - 2), which "
         "changes the next-stage input queue and drain fraction of conv stages",
-        'return 2 * conv["kernel"][0] + (conv.get("stride") or [1, 1])[0] - 1',
-        'return 2 * conv["kernel"][0] + (conv.get("stride") or [1, 1])[0] - 2',
+        'return 2 * kh + sh - 1',
+        'return 2 * kh + sh - 2',
         ("tests/test_rtl_window.py::test_swu_holds_the_rows_the_timing_model_counts[ic4_k3]",
          "tests/test_rtl_window.py::test_swu_holds_the_rows_the_timing_model_counts[ic2_k5_s2_fold2]"),
     ),
@@ -144,7 +144,7 @@ MUTATIONS: tuple[Mutation, ...] = (
 GAPS: tuple[Mutation, ...] = ()
 
 # what the copy must import from itself (the mutated module is checked as well)
-PACKAGES = ("codesign", "codesign.templates", "hw_models", "sim")
+PACKAGES = ("stage_ir", "codesign", "codesign.templates", "hw_models", "sim")
 
 
 def tracked_files(root: Path) -> list[str]:

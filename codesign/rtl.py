@@ -26,14 +26,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import stage_ir
 from codesign import ir
 from codesign import policies as pol
-from stage_ir.errors import UserError, verification_failed
 from codesign.reference import design_view as reference
 from codesign.timings import write_json
-import stage_ir
 from hw_models.geometry import input_layer_name
 from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
+from stage_ir import LayerKind, MatrixLayer
+from stage_ir.errors import UserError, verification_failed
+from stage_ir.kinds.base import MAX_ACT_BITS, RtlUnit
+from stage_ir.kinds.rom import hex_lines
 
 RTL_DIR = "rtl"
 MANIFEST = "manifest.json"
@@ -43,8 +46,6 @@ LAYER_FIFO_DEPTH = 2  # after every MVU: cuts its combinational ready path (docs
 ID_FIFO_DEPTH = 4  # ids of samples inside a threshold unit (at most two) plus slack
 POLICY_CODE = {"margin": 0, "max_softmax": 1, "entropy": 2, "patience": 3}
 GLUE = ("cs_sample_tagger", "cs_join", "cs_exit_decide", "cs_sample_count")
-MAX_ACT_BITS = 16  # activation / input elements (cs_mvu IB, cs_maxpool EB)
-MAX_LOGIT_BITS = 32  # accumulators feeding a threshold unit
 
 
 # --------------------------------------------------------------------------- netlist
@@ -160,136 +161,16 @@ class Cursor:
     chw: tuple[int, ...] | None = None  # set by a flatten of [C, H, W]: the next dense permutes its columns
 
 
-@dataclasses.dataclass
-class LayerUnit:
-    """One layer as a library module instance: what the generator and the per-layer tests need."""
-
-    module: str
-    params: dict[str, Any]
-    in_lanes: int
-    in_bits: int
-    out_lanes: int
-    out_bits: int
-    files: dict[str, str]  # ROM init files (name -> text)
-    cycles: float  # analytical cycles per sample (docs/ir.md)
+def layer_unit(design: stage_ir.Design, layer: LayerKind, stage: int, in_lanes: int = 1,
+               chw: Sequence[int] | None = None, first: bool = False) -> RtlUnit | None:
+    """The library module, parameters and ROM files of one layer (its kind's `rtl_unit`,
+    stage_ir.kinds); None for a layer without hardware (a flatten)."""
+    return layer.rtl_unit(design.array, f"layer {layer.name} (stage {stage})", in_lanes, chw, first)
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _check_fold(layer: Any, stage: int, what: str, value: int, dim: int, dim_name: str,
-                legal: Sequence[int] | None = None) -> None:
-    rule = f"does not divide {dim_name}={dim}" if legal is None else f"is not legal for {dim_name}={dim}"
-    legal = _divisors(dim) if legal is None else legal
-    if value not in legal:
-        raise UserError(f"layer {layer.name} (stage {stage}): {what}={value} {rule}; "
-                        f"legal values: {', '.join(map(str, legal))}")
-
-
-def conv_simds(layer: Any) -> tuple[int, ...]:
-    """Legal SIMD of a conv: divisors of IC, or KP*IC with KP dividing KH*KW (stage_ir.kinds.legal_simds)."""
-    return layer.geometry.simds
-
-
-def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
-    """Column order of a dense layer fed in HWC order: new column j = IR (CHW) column perm[j]."""
-    c, h, w = chw
-    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-
-
-def _mvu_common(design: stage_ir.Design, layer: Any, weight: np.ndarray) -> tuple[dict[str, Any], dict[str, str]]:
-    from sim.rtl import mvu_bias_hex, mvu_weight_hex
-
-    pe, simd = layer.folding.pe, layer.folding.simd
-    act = layer.act
-    params = {
-        "PE": pe, "SIMD": simd, "IB": layer.input.bits, "IN_SIGNED": int(layer.input.signed),
-        "WB": layer.w_bits, "ACC_BITS": layer.acc_bits, "HAS_ACT": int(act is not None),
-        "OB": act.bits if act else 1, "SHIFT": act.shift if act else 0,
-        "WEIGHT_FILE": f"{layer.name}_w.hex", "BIAS_FILE": f"{layer.name}_b.hex",
-    }
-    files = {
-        params["WEIGHT_FILE"]: mvu_weight_hex(weight, pe, simd, layer.w_bits),
-        params["BIAS_FILE"]: mvu_bias_hex(design.array(layer.bias), pe, layer.acc_bits),
-    }
-    return params, files
-
-
-def _check_bits(layer: Any, stage: int) -> None:
-    if layer.input.bits > MAX_ACT_BITS:
-        raise UserError(f"layer {layer.name} (stage {stage}): {layer.input.bits}-bit inputs; the RTL modules take "
-                        f"at most {MAX_ACT_BITS}-bit activations (lower the activation bit width)")
-    acc = getattr(layer, "acc_bits", 0)
-    if getattr(layer, "act", 1) is None and acc > MAX_LOGIT_BITS:
-        raise UserError(f"layer {layer.name} (stage {stage}): {acc}-bit logits; the threshold unit takes at most "
-                        f"{MAX_LOGIT_BITS} bits (lower the weight/activation bit widths)")
-
-
-def layer_unit(design: stage_ir.Design, layer: Any, stage: int, in_lanes: int = 1,
-               chw: Sequence[int] | None = None, first: bool = False) -> LayerUnit:
-    """The library module, parameters and ROM files of one compute/pool layer.
-
-    `in_lanes`: elements per beat arriving (maxpool keeps it; dense takes
-    SIMD, conv SIMD or IC when SIMD = KP*IC; the generator converts). `chw`: the [C, H, W] shape flattened
-    before a dense layer (its columns are permuted to HWC stream order). `first`: the network's first
-    layer, fed by s_axis (a conv then takes input_lanes(layer, True) elements, IPB pixels, per beat).
-    """
-    from sim.rtl import conv_weight_matrix
-
-    _check_bits(layer, stage)
-    kind = layer.kind
-    if kind == "dense":
-        _check_fold(layer, stage, "pe", layer.folding.pe, layer.out_features, "out_features")
-        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_features, "in_features")
-        weight = design.array(layer.weight)
-        if chw is not None and len(chw) == 3:
-            weight = weight[:, hwc_permutation(chw)]
-        params, files = _mvu_common(design, layer, weight)
-        params = {"MW": layer.in_features, "MH": layer.out_features, **params}
-        pe, simd = layer.folding.pe, layer.folding.simd
-        cycles = (layer.out_features / pe) * (layer.in_features / simd)
-        return LayerUnit("cs_mvu", params, simd, layer.input.bits, pe, _out_bits(layer), files, cycles)
-    if kind == "conv2d":
-        _check_fold(layer, stage, "pe", layer.folding.pe, layer.out_channels, "out_channels")
-        # a divisor of in_channels, or KP*in_channels with KP dividing kh*kw
-        _check_fold(layer, stage, "simd", layer.folding.simd, layer.in_channels, "in_channels", conv_simds(layer))
-        _, ih, iw = layer.input.shape
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-        params, files = _mvu_common(design, layer, conv_weight_matrix(design.array(layer.weight)))
-        params = {"IC": layer.in_channels, "OC": layer.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
-                  "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
-        pe, simd = layer.folding.pe, layer.folding.simd
-        lanes = input_lanes(layer, first)
-        ipb = int(layer.pixels_per_beat(pe, simd)) if first else 1
-        if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
-            params["IPB"] = ipb
-        # the window walk, or reading the input when KP positions per beat outrun it (hw_models' formula)
-        cycles = float(layer.cycles(pe, simd, first))
-        return LayerUnit("cs_conv", params, lanes, layer.input.bits, pe, _out_bits(layer), files, cycles)
-    if kind == "maxpool2d":
-        c, ih, iw = layer.input.shape
-        _, oh, ow = layer.output.shape
-        (kh, kw), (sh, sw) = layer.kernel, layer.stride
-        if c % in_lanes:
-            raise UserError(f"layer {layer.name} (stage {stage}): {in_lanes} lanes from the layer before do not "
-                            f"divide its {c} channels; pick a PE of the layer before from {_divisors(c)}")
-        params = {"C": c, "IH": ih, "IW": iw, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "LANES": in_lanes,
-                  "EB": layer.input.bits}
-        cycles = oh * ow * kh * kw * c / in_lanes
-        return LayerUnit("cs_maxpool", params, in_lanes, layer.input.bits, in_lanes, layer.input.bits, {}, cycles)
-    raise UserError(f"layer {layer.name} (stage {stage}): kind {kind!r} has no RTL template; "
-                    "supported: dense, conv2d, maxpool2d, flatten")
-
-
-def input_lanes(layer: Any, first: bool = False) -> int:
-    """Elements per beat a compute layer's input stream carries (hw_models.geometry.input_lanes:
-    SIMD, a conv's IC per pixel, times the pixels per beat of the network's first conv)."""
+def input_lanes(layer: MatrixLayer, first: bool = False) -> int:
+    """Elements per beat a compute layer's input stream carries at its folding (MatrixLayer.in_lanes)."""
     return int(layer.in_lanes(layer.folding.pe, layer.folding.simd, first))
-
-
-def _out_bits(layer: Any) -> int:
-    return layer.act.bits if layer.act is not None else layer.acc_bits
 
 
 # --------------------------------------------------------------------------- top
@@ -352,32 +233,29 @@ class TopBuilder:
         return data, valids
 
     # ---- layers
-    def chain(self, layers: list[Any], cur: Cursor, stage: int) -> Cursor:
+    def chain(self, layers: list[LayerKind], cur: Cursor, stage: int) -> Cursor:
         for layer in layers:
-            if layer.kind == "flatten":
+            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw, first=layer.name == self.input_layer)
+            if unit is None:  # no hardware: a flatten of [C, H, W] makes the next dense permute its columns
                 shape = tuple(layer.input.shape)
                 cur = dataclasses.replace(cur, chw=shape if len(shape) == 3 else cur.chw)
-                self.layers.append({"name": layer.name, "stage": stage, "kind": "flatten", "module": None})
+                self.layers.append({"name": layer.name, "stage": stage, "kind": layer.kind, "module": None})
                 continue
-            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw, first=layer.name == self.input_layer)
             cur = self.convert(cur, unit.in_lanes, f"{layer.name}_cvt", f"layer {layer.name} (stage {stage})")
-            if unit.module == "cs_mvu" and unit.params["MH"] > unit.params["PE"]:
-                # the MVU takes a sample's inputs in its first output fold only, then computes the other
-                # folds from its input buffer: a one-sample FIFO keeps the producer running meanwhile
-                sample_beats = unit.params["MW"] // unit.params["SIMD"]
-                cur = dataclasses.replace(cur, sig=self.fifo(f"{layer.name}_in_q", cur.sig, max(2, sample_beats)))
+            if unit.input_fifo:
+                cur = dataclasses.replace(cur, sig=self.fifo(f"{layer.name}_in_q", cur.sig, unit.input_fifo))
             out = self.net.stream(f"{layer.name}_out", unit.out_lanes * unit.out_bits)
             self.net.add(self._use(unit.module), f"u_{layer.name}", unit.params,
                          _clk() + _io("in", cur.sig) + _io("out", out), comment=f"{layer.name}: {layer.kind}")
             self.files.update(unit.files)
-            if unit.module != "cs_maxpool":
+            if unit.output_fifo:
                 out = self.fifo(f"{layer.name}_q", out, LAYER_FIFO_DEPTH)
             self.layers.append({
                 "name": layer.name, "stage": stage, "kind": layer.kind, "module": unit.module,
-                "pe": layer.folding.pe if hasattr(layer, "folding") else None,
-                "simd": layer.folding.simd if hasattr(layer, "folding") else None,
+                "pe": layer.folding.pe if layer.computes else None,
+                "simd": layer.folding.simd if layer.computes else None,
                 "in_lanes": unit.in_lanes, "out_lanes": unit.out_lanes,
-                "pixels_per_beat": unit.params.get("IPB", 1) if unit.module == "cs_conv" else None,
+                "pixels_per_beat": unit.pixels_per_beat,
                 "in_width": unit.in_lanes * unit.in_bits, "out_width": unit.out_lanes * unit.out_bits,
                 "cycles_per_sample": unit.cycles,
             })
@@ -403,8 +281,6 @@ class TopBuilder:
             self.net.ports.append(TopPort(thr, "input", tb, f"exit {k} {kind} threshold, signed, in [{lo}, {hi}]"))
             info.update(threshold_port=thr, threshold_bits=tb, threshold_range=[lo, hi])
             tab = policy.tables["exits"][k]
-            from sim.rtl import hex_lines
-
             if kind in ("max_softmax", "entropy"):
                 params.update(P=tab["p"], N=tab["n"], S=tab["s"], EXP_FILE=f"exit{k}_exp.hex")
                 self.files[f"exit{k}_exp.hex"] = hex_lines(tab["exp"], tab["p"] + 1)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from sim import run_stream
-from sim.rtl import axis_ports, beats, build_module, mvu_bias_hex, mvu_weight_hex, unbeats
+from sim.rtl import axis_ports, beats, build_module, unbeats
+from stage_ir.kinds.rom import mvu_bias_hex, mvu_weight_hex
 
 # name: MW, MH, PE, SIMD, IB, IN_SIGNED, WB, ACC_BITS, HAS_ACT, OB, SHIFT
 CONFIGS = {

@@ -11,7 +11,8 @@ import pytest
 
 from codesign import policies
 from sim import run_stream
-from sim.rtl import axis_ports, build_module, hex_lines, pack
+from sim.rtl import axis_ports, build_module, pack
+from stage_ir.kinds.rom import hex_lines
 
 C, LB, FRAC, CNT_BITS, TB = 10, 16, 4, 4, 32
 CLS_BITS = int(np.ceil(np.log2(C)))

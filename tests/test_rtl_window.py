@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sim import run_stream
-from sim.rtl import axis_ports, beats, build_module, conv_weight_matrix, mvu_bias_hex, mvu_weight_hex, unbeats
+from sim.rtl import axis_ports, beats, build_module, unbeats
+from stage_ir.kinds.rom import conv_weight_matrix, mvu_bias_hex, mvu_weight_hex
 
 
 def windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
@@ -96,9 +97,9 @@ SWU_ROWS = {"ic4_k3": (4, 12, 12, 3, 1, 1, 4), "ic2_k5_s2_fold2": (2, 12, 9, 5, 
 
 @pytest.mark.parametrize("name", list(SWU_ROWS))
 def test_swu_holds_the_rows_the_timing_model_counts(name: str) -> None:
-    """With its output never taken, cs_swu accepts exactly the input rows hw_models.rtl_timing counts
+    """With its output never taken, cs_swu accepts exactly the input rows the timing model counts
     for its line buffer (the next sample's input queue and drain fraction of a conv stage rest on it)."""
-    from hw_models.rtl_timing import _swu_rows
+    from stage_ir.kinds.window import swu_rows
 
     ic, ih, iw, k, s, p, simd = SWU_ROWS[name]
     ib, lanes = 4, min(simd, ic)
@@ -107,7 +108,7 @@ def test_swu_holds_the_rows_the_timing_model_counts(name: str) -> None:
     x = np.random.default_rng(23).integers(0, 2**ib, (2, ih, iw, ic))
     r = run_stream(exe, [beats(x.reshape(-1), lanes, ib)], p_ready=0.0, max_cycles=5000)
     assert r.timeout and not r.outputs[0]  # held: nothing left, the input stalled
-    assert len(r.in_cycles[0]) == _swu_rows({"kernel": [k, k], "stride": [s, s]}) * iw * ic // lanes
+    assert len(r.in_cycles[0]) == swu_rows(k, s) * iw * ic // lanes
 
 
 # IC, OC, IH, IW, K, S, P, PE, SIMD[, IPB]

@@ -2,15 +2,51 @@
 DSE, generators) rely on, so that none of them names a kind."""
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
 from stage_ir.cost import Cost
+from stage_ir.errors import UserError
 from stage_ir.tensors import IRModel, TensorSpec
+
+# widths the RTL module library takes (cs_mvu IB, cs_maxpool EB; the threshold unit's logits)
+MAX_ACT_BITS = 16
+MAX_LOGIT_BITS = 32
 
 # reads an integer array the IR refers to (Design.array)
 ArrayReader = Callable[[str], np.ndarray]
+
+
+@dataclass
+class RtlUnit:
+    """One layer as an instance of the RTL module library (templates/rtl): what the generator
+    (codesign.rtl) and the per-layer tests need."""
+
+    module: str
+    params: dict[str, Any]
+    in_lanes: int
+    in_bits: int
+    out_lanes: int
+    out_bits: int
+    files: dict[str, str]  # ROM init files (name -> $readmemh text)
+    cycles: float  # analytical cycles per sample (docs/ir.md)
+    input_fifo: int = 0  # beats of a FIFO the generator puts in front of the unit (0: none)
+    output_fifo: bool = True  # a LAYER_FIFO_DEPTH FIFO after it (cuts its combinational ready path)
+    pixels_per_beat: int | None = None  # input pixels per beat, for a unit that can read several
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_fold(where: str, what: str, value: int, dim: int, dim_name: str, legal: Sequence[int] | None = None) -> None:
+    """A folding factor the RTL unit takes: a divisor of `dim` (or one of `legal`)."""
+    rule = f"does not divide {dim_name}={dim}" if legal is None else f"is not legal for {dim_name}={dim}"
+    legal = divisors(dim) if legal is None else legal
+    if value not in legal:
+        raise UserError(f"{where}: {what}={value} {rule}; legal values: {', '.join(map(str, legal))}")
 
 
 class LayerKind(IRModel):
@@ -41,3 +77,17 @@ class LayerKind(IRModel):
     def hls_cost(self, coef: dict, memory: dict, reuse_factor=1, strategy: str = "latency") -> Cost:
         """HLS (hls4ml io_stream) cost; `coef`: coefficients.yaml's hls, `memory`: its rtl.memory."""
         raise NotImplementedError
+
+    def check_rtl_widths(self, where: str) -> None:
+        """The widths the RTL modules take (MAX_ACT_BITS inputs)."""
+        if self.input.bits > MAX_ACT_BITS:
+            raise UserError(f"{where}: {self.input.bits}-bit inputs; the RTL modules take at most {MAX_ACT_BITS}-bit "
+                            "activations (lower the activation bit width)")
+
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
+                 first: bool = False) -> RtlUnit | None:
+        """The library module, parameters and ROM files of this layer; None for a kind without
+        hardware.  `in_lanes`: elements per beat arriving (the generator converts to the unit's);
+        `chw`: the [C, H, W] shape flattened before it; `first`: the network's first layer, fed by
+        s_axis; `where` names the layer in messages."""
+        raise UserError(f"{where}: kind {self.kind!r} has no RTL template")

@@ -2,14 +2,14 @@
 MW = KH*KW*IC, one output pixel per position, HWC stream order (docs/ir.md)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stage_ir.cost import Cost
-from stage_ir.kinds import window
-from stage_ir.kinds.base import ArrayReader
+from stage_ir.kinds import rom, window
+from stage_ir.kinds.base import ArrayReader, RtlUnit, check_fold
 from stage_ir.kinds.matrix import MatrixGeometry, MatrixLayer, mvu_cost
 
 
@@ -73,6 +73,28 @@ class Conv2dLayer(MatrixLayer):
         """Its window walk, or reading the input when that is slower (cs_conv, Verilator-exact)."""
         _, ih, iw = self.input.shape
         return window.window_cycles(self.geometry, ih, iw, self.in_lanes(pe, simd, first), pe, simd)
+
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
+                 first: bool = False) -> RtlUnit:
+        """cs_conv: cs_swu's window (IPB pixels per beat as the network's first layer) into cs_mvu."""
+        self.check_rtl_widths(where)
+        pe, simd = self.folding.pe, self.folding.simd
+        check_fold(where, "pe", pe, self.out_channels, "out_channels")
+        # a divisor of in_channels, or KP*in_channels with KP dividing kh*kw
+        check_fold(where, "simd", simd, self.in_channels, "in_channels", self.geometry.simds)
+        _, ih, iw = self.input.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        params, files = self.mvu_params(array, rom.conv_weight_matrix(array(self.weight)))
+        params = {"IC": self.in_channels, "OC": self.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
+                  "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
+        lanes = int(self.in_lanes(pe, simd, first))
+        ipb = int(self.pixels_per_beat(pe, simd)) if first else 1
+        if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
+            params["IPB"] = ipb
+        # the window walk, or reading the input when KP positions per beat outrun it
+        cycles = float(self.cycles(pe, simd, first))
+        return RtlUnit("cs_conv", params, lanes, self.input.bits, pe, self.out_bits, files, cycles,
+                       pixels_per_beat=ipb)
 
     # ---- RTL timing: the window decides how long a sample holds its input rows
     def _swu_rows(self) -> int:

@@ -5,7 +5,9 @@ from typing import Literal
 
 import numpy as np
 
-from stage_ir.kinds.base import ArrayReader
+from typing import Sequence
+
+from stage_ir.kinds.base import ArrayReader, RtlUnit, check_fold
 from stage_ir.kinds.matrix import MatrixGeometry, MatrixLayer
 
 
@@ -28,3 +30,27 @@ class DenseLayer(MatrixLayer):
     def geometry(self) -> MatrixGeometry:
         mw, mh = self.in_features, self.out_features
         return MatrixGeometry(mw, mh, mw, 1, self.input.bits, self.w_bits, self.acc_bits, self.out_bits)
+
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
+                 first: bool = False) -> RtlUnit:
+        """cs_mvu; fed in HWC order after a flatten of [C, H, W] (`chw`), so its columns are permuted."""
+        self.check_rtl_widths(where)
+        pe, simd = self.folding.pe, self.folding.simd
+        check_fold(where, "pe", pe, self.out_features, "out_features")
+        check_fold(where, "simd", simd, self.in_features, "in_features")
+        weight = array(self.weight)
+        if chw is not None and len(chw) == 3:
+            weight = weight[:, hwc_permutation(chw)]
+        params, files = self.mvu_params(array, weight)
+        params = {"MW": self.in_features, "MH": self.out_features, **params}
+        cycles = (self.out_features / pe) * (self.in_features / simd)
+        # the MVU takes a sample's inputs in its first output fold only, then computes the other
+        # folds from its input buffer: a one-sample FIFO keeps the producer running meanwhile
+        input_fifo = max(2, self.in_features // simd) if self.out_features > pe else 0
+        return RtlUnit("cs_mvu", params, simd, self.input.bits, pe, self.out_bits, files, cycles, input_fifo=input_fifo)
+
+
+def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
+    """Column order of a dense layer fed in HWC order: new column j = IR (CHW) column perm[j]."""
+    c, h, w = chw
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)

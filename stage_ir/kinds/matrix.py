@@ -10,14 +10,11 @@ from pydantic import Field
 
 from stage_ir.cost import Cost, memory_bram18
 from stage_ir.errors import UserError
-from stage_ir.kinds.base import LayerKind
+from stage_ir.kinds import rom
+from stage_ir.kinds.base import MAX_LOGIT_BITS, ArrayReader, LayerKind, divisors
 from stage_ir.tensors import BIAS_BITS, Act, Folding, accumulator_range, signed_range
 
 HLS_STRATEGIES = ("latency", "resource")
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def legal_simds(mw: int, simd_dim: int) -> tuple[int, ...]:
@@ -253,6 +250,29 @@ class MatrixLayer(LayerKind):
         chain, RTL generator); `first`: the network's first layer.  numpy-friendly."""
         lanes = self.geometry.in_lanes(simd)
         return lanes * self.pixels_per_beat(pe, simd) if first else lanes
+
+    # ---- RTL unit (cs_mvu and the units built on it)
+    def check_rtl_widths(self, where: str) -> None:
+        super().check_rtl_widths(where)
+        if self.act is None and self.acc_bits > MAX_LOGIT_BITS:
+            raise UserError(f"{where}: {self.acc_bits}-bit logits; the threshold unit takes at most {MAX_LOGIT_BITS} "
+                            "bits (lower the weight/activation bit widths)")
+
+    def mvu_params(self, array: ArrayReader, weight: np.ndarray) -> tuple[dict, dict[str, str]]:
+        """cs_mvu's parameters and ROM files for the weight matrix [MH, MW] in stream order."""
+        pe, simd = self.folding.pe, self.folding.simd
+        act = self.act
+        params = {
+            "PE": pe, "SIMD": simd, "IB": self.input.bits, "IN_SIGNED": int(self.input.signed),
+            "WB": self.w_bits, "ACC_BITS": self.acc_bits, "HAS_ACT": int(act is not None),
+            "OB": act.bits if act else 1, "SHIFT": act.shift if act else 0,
+            "WEIGHT_FILE": f"{self.name}_w.hex", "BIAS_FILE": f"{self.name}_b.hex",
+        }
+        files = {
+            params["WEIGHT_FILE"]: rom.mvu_weight_hex(weight, pe, simd, self.w_bits),
+            params["BIAS_FILE"]: rom.mvu_bias_hex(array(self.bias), pe, self.acc_bits),
+        }
+        return params, files
 
     # ---- cost
     def rtl_cost(self, coef: dict, pe=1, simd=1, first: bool = False) -> Cost:

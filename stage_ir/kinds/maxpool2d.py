@@ -1,13 +1,14 @@
 """maxpool2d: a streaming max pool (cs_maxpool) over the producer's PE channels per cycle."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stage_ir.cost import Cost
-from stage_ir.kinds.base import ArrayReader, LayerKind
+from stage_ir.errors import UserError
+from stage_ir.kinds.base import ArrayReader, LayerKind, RtlUnit, divisors
 from stage_ir.kinds.matrix import storage_cost
 
 
@@ -42,3 +43,19 @@ class MaxPool2dLayer(LayerKind):
         bits = int(self.input.bits)
         cycles = n / ch  # io_stream: one pixel (all channels) per cycle
         return Cost(cycles=cycles, latency=cycles + coef["latency_overhead"], lut=ch * bits * 2.0, ff=ch * bits * 2.0)
+
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
+                 first: bool = False) -> RtlUnit:
+        """cs_maxpool over the lanes the layer before makes; it registers its own output (no FIFO)."""
+        self.check_rtl_widths(where)
+        c, ih, iw = self.input.shape
+        _, oh, ow = self.output.shape
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        if c % in_lanes:
+            raise UserError(f"{where}: {in_lanes} lanes from the layer before do not divide its {c} channels; "
+                            f"pick a PE of the layer before from {divisors(c)}")
+        params = {"C": c, "IH": ih, "IW": iw, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "LANES": in_lanes,
+                  "EB": self.input.bits}
+        cycles = oh * ow * kh * kw * c / in_lanes
+        return RtlUnit("cs_maxpool", params, in_lanes, self.input.bits, in_lanes, self.input.bits, {}, cycles,
+                       output_fifo=False)
