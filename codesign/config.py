@@ -11,90 +11,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from stage_ir.errors import UserError
 from codesign.yamlio import read_yaml
-
-BITS = Annotated[int, Field(ge=2, le=8, description="bit width (2..8)")]
-
-
-class _Strict(BaseModel):
-    # YAML reads .inf and .nan as floats: a learning rate of inf trains a NaN network
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class LinearSpec(_Strict):
-    """Fully connected layer (QuantLinear); `bits` are its weight bits."""
-
-    type: Literal["linear"]
-    name: str | None = None
-    out_features: int | None = Field(None, ge=1, description="outputs; default: number of classes (heads only)")
-    bits: BITS | None = Field(None, description="weight bits; default quant.weight_bits")
-
-
-class Conv2dSpec(_Strict):
-    """2-D convolution (QuantConv2d), zero padding; `bits` are its weight bits."""
-
-    type: Literal["conv2d"]
-    name: str | None = None
-    out_channels: int = Field(ge=1)
-    kernel: int = Field(3, ge=1, le=11)
-    stride: int = Field(1, ge=1, le=4)
-    padding: int = Field(0, ge=0, le=5)
-    bits: BITS | None = None
-
-
-class ReluSpec(_Strict):
-    """Quantised ReLU (FLOOR rounding, power-of-two scale); `bits` are activation bits."""
-
-    type: Literal["relu"]
-    name: str | None = None
-    bits: BITS | None = Field(None, description="activation bits; default quant.act_bits")
-
-
-class MaxPoolSpec(_Strict):
-    type: Literal["maxpool2d"]
-    name: str | None = None
-    kernel: int = Field(2, ge=1, le=8)
-    stride: int | None = Field(None, ge=1, le=8, description="default: kernel")
-
-
-class BatchNormSpec(_Strict):
-    """Batch normalisation right after a conv2d or linear layer (before its relu); trained in float,
-    folded into that layer's weights and bias at the end of training (the hardware never sees it)."""
-
-    type: Literal["batchnorm"]
-    name: str | None = None
-
-
-class FlattenSpec(_Strict):
-    type: Literal["flatten"]
-    name: str | None = None
-
-
-LayerSpec = Annotated[
-    Union[LinearSpec, Conv2dSpec, BatchNormSpec, ReluSpec, MaxPoolSpec, FlattenSpec], Field(discriminator="type")
-]
-
+from stage_ir.errors import UserError
+from stage_ir.kinds import ConfigLayer, LinearSpec
+from stage_ir.kinds.spec import BITS, StrictConfig as _Strict
 
 class ExitSpec(_Strict):
     after: int | str = Field(description="backbone layer (0-based index or name) after which this exit sits")
-    head: list[LayerSpec] | None = Field(None, min_length=1, description="exit head; default model.exit_head")
+    head: list[ConfigLayer] | None = Field(None, min_length=1, description="exit head; default model.exit_head")
     weight: float = Field(1.0, ge=0.0, description="loss weight w_i of this exit")
 
 
 class ModelSpec(_Strict):
-    backbone: list[LayerSpec] = Field(min_length=1, description="the main network, a list of layers; exits attach after any of them")
+    backbone: list[ConfigLayer] = Field(min_length=1, description="the main network, a list of layers; exits attach after any of them")
     exits: list[ExitSpec] = Field(default_factory=list, description="early exits, in backbone order")
-    exit_head: list[LayerSpec] = Field(
+    exit_head: list[ConfigLayer] = Field(
         default_factory=lambda: [LinearSpec(type="linear")], min_length=1,
         description="head used by every exit that does not give its own",
     )
-    classifier: list[LayerSpec] = Field(
+    classifier: list[ConfigLayer] = Field(
         default_factory=lambda: [LinearSpec(type="linear")], min_length=1, description="final classifier after the backbone"
     )
     final_weight: float = Field(1.0, ge=0.0, description="loss weight of the final exit")
@@ -236,7 +176,8 @@ def resolve_exit_positions(cfg: Config) -> list[int]:
     if positions != sorted(set(positions)):
         raise ValueError(f"exits must sit after distinct backbone layers in increasing order, got {positions}")
     for p in positions:
-        if cfg.model.backbone[p].type in ("linear", "conv2d", "batchnorm"):
+        spec = cfg.model.backbone[p]
+        if spec.computes or spec.folds_into_previous:
             raise ValueError(
                 f"exit after backbone layer {p} ({cfg.model.backbone[p].type}) would see an unquantised "
                 "accumulator; place it after the relu that follows"

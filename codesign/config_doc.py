@@ -8,7 +8,7 @@ import typing
 
 from pydantic import BaseModel
 
-from codesign.config import Config, LayerSpec
+from codesign.config import Config, ConfigLayer
 
 
 def _type_name(annotation) -> str:
@@ -50,7 +50,7 @@ def render() -> str:
         queue += nested
     lines += ["## Layers (`model.backbone`, `model.exit_head`, `model.classifier`, `model.exits[].head`)", "",
               "Each list entry is one layer, chosen by `type`:", ""]
-    for spec in typing.get_args(typing.get_args(LayerSpec)[0]):
+    for spec in typing.get_args(typing.get_args(ConfigLayer)[0]):
         kind = typing.get_args(spec.model_fields["type"].annotation)[0]
         lines += [f"### `type: {kind}`", "", (spec.__doc__ or "").strip(), "", "| key | type | default | meaning |",
                   "| --- | --- | --- | --- |"]

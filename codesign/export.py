@@ -13,9 +13,9 @@ import math
 import warnings
 from pathlib import Path
 
-import brevitas.nn as qnn
 import numpy as np
 import torch
+from pydantic import TypeAdapter
 from torch import nn
 
 from codesign import ir
@@ -27,6 +27,7 @@ from codesign.reference import run_stage
 from codesign.run import load_trained
 from codesign.scratch import keep_failed, replace_dir
 import stage_ir
+from stage_ir.kinds import KIND_OF_TORCH, SPECS, Layer, spec_names
 
 EXPORT_DIR = "export"
 
@@ -100,11 +101,8 @@ class _IRBuilder:
             fa, ba = _qt(out)
             layer["act"] = {"bits": ba, "frac": fa, "shift": acc_frac - fa}
             layer["output"] = _spec(out.value.shape[1:], fa, ba)
-        if isinstance(mod, qnn.QuantLinear):
-            layer.update(kind="dense", in_features=mod.in_features, out_features=mod.out_features)
-        else:
-            layer.update(kind="conv2d", in_channels=mod.in_channels, out_channels=mod.out_channels,
-                         kernel=list(mod.kernel_size), stride=list(mod.stride), padding=list(mod.padding))
+        kind = KIND_OF_TORCH[type(mod).__name__]
+        layer.update(kind=kind.model_fields["kind"].default, **kind.torch_fields(mod))
         return layer
 
     def sequence(self, prefix: str, mods: list[nn.Module], h) -> tuple[list[dict], object]:
@@ -113,39 +111,27 @@ class _IRBuilder:
         while i < len(mods):
             mod = mods[i]
             name = f"{prefix}_l{len(layers)}"
-            if isinstance(mod, (qnn.QuantLinear, qnn.QuantConv2d)):
-                act = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], qnn.QuantReLU) else None
+            kind = KIND_OF_TORCH[type(mod).__name__]
+            if kind.computes:
+                act = mods[i + 1] if i + 1 < len(mods) and type(mods[i + 1]).__name__ in ACTIVATIONS else None
                 acc = mod(h)
                 out = act(acc) if act is not None else acc
-                kind = "dense" if isinstance(mod, qnn.QuantLinear) else "conv2d"
-                layers.append(self.compute_layer(f"{name}_{kind}", mod, h, out, act))
+                layers.append(self.compute_layer(f"{name}_{kind.model_fields['kind'].default}", mod, h, out, act))
                 i += 2 if act is not None else 1
             else:
                 out = mod(h)
                 fx, bx = _qt(h)
-                layer = {"name": f"{name}_{'maxpool2d' if isinstance(mod, nn.MaxPool2d) else 'flatten'}",
-                         "input": _spec(h.value.shape[1:], fx, bx), "output": _spec(out.value.shape[1:], fx, bx)}
-                if isinstance(mod, nn.MaxPool2d):
-                    k = mod.kernel_size if isinstance(mod.kernel_size, tuple) else (mod.kernel_size,) * 2
-                    s = mod.stride if isinstance(mod.stride, tuple) else (mod.stride,) * 2
-                    layer.update(kind="maxpool2d", kernel=list(k), stride=list(s))
-                else:
-                    layer.update(kind="flatten")
-                layers.append(layer)
+                kind_name = kind.model_fields["kind"].default
+                layers.append({"name": f"{name}_{kind_name}", "input": _spec(h.value.shape[1:], fx, bx),
+                               "output": _spec(out.value.shape[1:], fx, bx), "kind": kind_name,
+                               **kind.torch_fields(mod)})
                 i += 1
             h = out
         return layers, h
 
 
 def _macs(layers: list[dict]) -> int:
-    total = 0
-    for layer in layers:
-        if layer["kind"] == "dense":
-            total += layer["in_features"] * layer["out_features"]
-        elif layer["kind"] == "conv2d":
-            _, oh, ow = layer["output"]["shape"]
-            total += oh * ow * layer["out_channels"] * layer["in_channels"] * math.prod(layer["kernel"])
-    return total
+    return sum(_LAYER.validate_python(layer).macs for layer in layers)
 
 
 @torch.no_grad()
@@ -205,6 +191,9 @@ def _quiet():
 
 
 TORCH_STACK_TRACE = "pkg.torch.onnx.stack_trace"
+_LAYER = TypeAdapter(Layer)
+# the trained modules that are a compute layer's activation (its `act` in the IR)
+ACTIVATIONS = {SPECS[t].torch_class.rsplit(".", 1)[-1] for t in spec_names(activation=True)}
 
 
 def export_stage_qonnx(model: EarlyExitNet, k: int, example: torch.Tensor, path: Path) -> None:

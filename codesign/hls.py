@@ -44,6 +44,7 @@ from sim.jobs import build_jobs
 from codesign.scratch import replace_dir
 from codesign.timings import write_json
 import stage_ir
+from stage_ir.kinds import spec_names
 
 HLS_DIR = "hls"
 TOP_DIR = "top"
@@ -198,6 +199,10 @@ def compose_stage_onnx(design: stage_ir.Design, k: int, path: Path) -> Path:
     return path
 
 
+# the config layers a stage is built from (a folded batchnorm leaves no operator of its own)
+LAYER_TYPES = "/".join(spec_names(folds_into_previous=False))
+
+
 def check_operators(model, k: int) -> None:
     import hls4ml
 
@@ -205,7 +210,7 @@ def check_operators(model, k: int) -> None:
     for node in model.graph.node:
         if node.op_type not in supported:
             raise UserError(f"stage {k} contains ONNX operator {node.op_type} ({node.name}), which hls4ml cannot "
-                            f"convert; build stage {k} from linear/conv2d/relu/maxpool2d/flatten layers only")
+                            f"convert; build stage {k} from {LAYER_TYPES} layers only")
 
 
 def stage_hls_config(design: stage_ir.Design, k: int, model) -> dict[str, Any]:
@@ -289,7 +294,7 @@ def convert_stage(design: stage_ir.Design, k: int, out_dir: Path, part: str, clo
                 io_type=io_type, backend="Vitis", part=part, clock_period=clock_ns, hls_config=cfg)
         except Exception as err:  # hls4ml raises bare exceptions for unsupported graphs
             raise UserError(f"hls4ml cannot convert stage {k} ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                            f"simplify stage {k} to linear/conv2d/relu/maxpool2d/flatten layers") from None
+                            f"simplify stage {k} to {LAYER_TYPES} layers") from None
         hm.write()
     ins = hm.get_input_variables()
     outs = hm.get_output_variables()

@@ -8,7 +8,7 @@ numpy reference, hls4ml and the RTL reproduce exactly.
 """
 from __future__ import annotations
 
-import math
+import importlib
 from dataclasses import dataclass
 
 import brevitas.nn as qnn
@@ -17,8 +17,9 @@ from brevitas.inject.enum import FloatToIntImplType, ScalingImplType
 from brevitas.quant import Int8WeightPerTensorFixedPoint, Int16Bias, Uint8ActPerTensorFixedPoint
 from torch import nn
 
-from codesign.config import Config, LayerSpec, resolve_exit_positions
+from codesign.config import Config, resolve_exit_positions
 from stage_ir.errors import UserError
+from stage_ir.kinds import LayerPlan, LayerSpec, Quant, TorchModule, spec_names
 
 
 def input_quant(bits: int, frac: int) -> type:
@@ -50,85 +51,52 @@ def act_quant(bits: int) -> type:
     return ActQuant
 
 
-@dataclass(frozen=True)
-class LayerPlan:
-    """One config layer with its resolved sizes (shape excludes the batch)."""
-
-    spec: LayerSpec
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    bits: int
-
-
-def _out_shape(spec: LayerSpec, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
-    kind = spec.type
-    if kind == "linear":
-        if len(shape) != 1:
-            raise UserError(f"{where}: linear layer gets a {list(shape)} feature map; put a flatten before it")
-        return (spec.out_features or num_classes,)
-    if kind in ("conv2d", "maxpool2d"):
-        if len(shape) != 3:
-            raise UserError(f"{where}: {kind} needs a [C, H, W] input but gets {list(shape)}; move it before the flatten")
-        c, h, w = shape
-        k = spec.kernel
-        s = spec.stride if kind == "conv2d" else (spec.stride or spec.kernel)
-        p = spec.padding if kind == "conv2d" else 0
-        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        if oh < 1 or ow < 1:
-            raise UserError(f"{where}: {kind} kernel {k} does not fit its {h}x{w} input; use a smaller kernel or fewer pools")
-        return (spec.out_channels if kind == "conv2d" else c, oh, ow)
-    if kind == "flatten":
-        if len(shape) != 3:
-            raise UserError(f"{where}: flatten needs a [C, H, W] input but gets {list(shape)}; remove it")
-        return (math.prod(shape),)
-    return shape  # relu
+def _names(**flags: bool) -> str:
+    return " or ".join(spec_names(**flags))
 
 
 def plan_layers(specs: list[LayerSpec], shape: tuple[int, ...], cfg: Config, num_classes: int,
                 where: str, is_head: bool) -> list[LayerPlan]:
-    """Resolve shapes and bits and check the compute/activation pattern the hardware needs."""
+    """Resolve shapes and bits and check the compute/activation pattern the hardware needs (the
+    rules follow each layer type's flags, stage_ir.kinds.spec.LayerSpec)."""
     plans: list[LayerPlan] = []
     for i, spec in enumerate(specs):
         here = f"{where} layer {i} ({spec.type})"
-        prev = specs[i - 1].type if i else None
-        if spec.type == "batchnorm" and prev not in ("linear", "conv2d"):
-            raise UserError(f"{here}: a batchnorm must directly follow a linear or conv2d layer (it is folded into it)")
-        if spec.type == "relu" and prev not in ("linear", "conv2d", "batchnorm"):
-            raise UserError(f"{here}: a relu must directly follow a linear or conv2d layer (or its batchnorm)")
+        prev = specs[i - 1] if i else None
+        if spec.folds_into_previous and not (prev is not None and prev.computes):
+            raise UserError(f"{here}: a {spec.type} must directly follow a {_names(computes=True)} layer (it is "
+                            "folded into it)")
+        if spec.activation and not (prev is not None and (prev.computes or prev.folds_into_previous)):
+            raise UserError(f"{here}: a {spec.type} must directly follow a {_names(computes=True)} layer (or its "
+                            f"{_names(folds_into_previous=True)})")
         last = i == len(specs) - 1
-        nxt = None if last else specs[i + 1].type
-        if nxt == "batchnorm" and i + 2 < len(specs):
-            nxt = specs[i + 2].type  # the relu after the batchnorm counts
-        if spec.type in ("linear", "conv2d") and nxt != "relu" and not (is_head and last):
-            raise UserError(f"{here}: needs a relu after it (only the last layer of a head outputs raw logits)")
-        out = _out_shape(spec, shape, num_classes, here)
-        if is_head and last and (spec.type != "linear" or out != (num_classes,)):
-            raise UserError(f"{where}: must end with a linear layer of {num_classes} outputs (the classes)")
-        default_bits = cfg.quant.act_bits if spec.type == "relu" else cfg.quant.weight_bits
+        nxt = None if last else specs[i + 1]
+        if nxt is not None and nxt.folds_into_previous and i + 2 < len(specs):
+            nxt = specs[i + 2]  # the activation after the folded layer counts
+        if spec.computes and not (nxt is not None and nxt.activation) and not (is_head and last):
+            raise UserError(f"{here}: needs a {_names(activation=True)} after it (only the last layer of a head "
+                            "outputs raw logits)")
+        out = spec.out_shape(shape, num_classes, here)
+        if is_head and last and (not spec.classifier or out != (num_classes,)):
+            raise UserError(f"{where}: must end with a {_names(classifier=True)} layer of {num_classes} outputs "
+                            "(the classes)")
+        default_bits = cfg.quant.act_bits if spec.act_bits else cfg.quant.weight_bits
         bits = getattr(spec, "bits", None) or default_bits
         plans.append(LayerPlan(spec, shape, out, bits))
         shape = out
     return plans
 
 
+def _instantiate(m: TorchModule) -> nn.Module:
+    """The torch / Brevitas module a config layer describes, with the bit-exact recipe's quantisers."""
+    module, name = m.path.rsplit(".", 1)
+    quants = {"weight": weight_quant, "bias": lambda bits: Int16Bias, "act": act_quant}
+    kwargs = {k: quants[v.role](v.bits) if isinstance(v, Quant) else v for k, v in m.kwargs.items()}
+    return getattr(importlib.import_module(module), name)(*m.args, **kwargs)
+
+
 def _module(plan: LayerPlan, raw_output: bool, folded: bool = False) -> nn.Module:
-    s = plan.spec
-    if s.type == "batchnorm":
-        if folded:  # already inside the previous layer's weights
-            return nn.Identity()
-        return nn.BatchNorm2d(plan.in_shape[0]) if len(plan.in_shape) == 3 else nn.BatchNorm1d(plan.in_shape[0])
-    if s.type == "linear":
-        return qnn.QuantLinear(plan.in_shape[0], plan.out_shape[0], bias=True, weight_quant=weight_quant(plan.bits),
-                               bias_quant=Int16Bias, return_quant_tensor=not raw_output)
-    if s.type == "conv2d":
-        return qnn.QuantConv2d(plan.in_shape[0], plan.out_shape[0], s.kernel, stride=s.stride, padding=s.padding,
-                               bias=True, weight_quant=weight_quant(plan.bits), bias_quant=Int16Bias,
-                               return_quant_tensor=True)
-    if s.type == "relu":
-        return qnn.QuantReLU(act_quant=act_quant(plan.bits), return_quant_tensor=True)
-    if s.type == "maxpool2d":
-        return nn.MaxPool2d(s.kernel, stride=s.stride or s.kernel)
-    return nn.Flatten()
+    return _instantiate(plan.spec.torch_module(plan, raw_output, folded))
 
 
 def build_sequential(plans: list[LayerPlan], is_head: bool, folded: bool = False) -> nn.Sequential:
@@ -198,7 +166,7 @@ class EarlyExitNet(nn.Module):
 
 def has_batchnorm(cfg: Config) -> bool:
     heads = [e.head or cfg.model.exit_head for e in cfg.model.exits] + [cfg.model.classifier]
-    return any(layer.type == "batchnorm" for layers in [cfg.model.backbone, *heads] for layer in layers)
+    return any(layer.folds_into_previous for layers in [cfg.model.backbone, *heads] for layer in layers)
 
 
 class StageModule(nn.Module):

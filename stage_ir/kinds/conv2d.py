@@ -2,19 +2,22 @@
 MW = KH*KW*IC, one output pixel per position, HWC stream order (docs/ir.md)."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field
 
 from stage_ir.cost import Cost
 from stage_ir.kinds import rom, window
 from stage_ir.kinds.base import ArrayReader, RtlUnit, check_fold
 from stage_ir.kinds.matrix import MatrixGeometry, MatrixLayer, mvu_cost
+from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 
 
 class Conv2dLayer(MatrixLayer):
     kind: Literal["conv2d"] = "conv2d"
+    torch_class: ClassVar[str] = "QuantConv2d"
     in_channels: int
     out_channels: int
     kernel: list[int]
@@ -28,6 +31,12 @@ class Conv2dLayer(MatrixLayer):
 
     def array_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (self.out_channels, self.in_channels, *self.kernel), (self.out_channels,)
+
+    @staticmethod
+    def torch_fields(mod) -> dict:
+        """This kind's IR fields from its trained QuantConv2d."""
+        return {"in_channels": mod.in_channels, "out_channels": mod.out_channels, "kernel": list(mod.kernel_size),
+                "stride": list(mod.stride), "padding": list(mod.padding)}
 
     def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
         """x [N, C, H, W] int64, w [OC, C, KH, KW]: integer cross-correlation with zero padding."""
@@ -121,3 +130,27 @@ class Conv2dLayer(MatrixLayer):
 
     def folds_after_input(self, pe: int, simd: int) -> int:
         return self.fold_cycles(pe, simd)[1] // int(self.output.shape[1])
+
+
+class Conv2dSpec(LayerSpec):
+    """2-D convolution (QuantConv2d), zero padding; `bits` are its weight bits."""
+
+    type: Literal["conv2d"]
+    out_channels: int = Field(ge=1)
+    kernel: int = Field(3, ge=1, le=11)
+    stride: int = Field(1, ge=1, le=4)
+    padding: int = Field(0, ge=0, le=5)
+    bits: BITS | None = None
+
+    computes = True
+    torch_class: ClassVar[str] = "brevitas.nn.QuantConv2d"
+
+    def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
+        return window.window_out_shape(where, self.type, shape, self.out_channels, self.kernel, self.stride,
+                                       self.padding)
+
+    def torch_module(self, plan: LayerPlan, raw_output: bool, folded: bool) -> TorchModule:
+        return TorchModule(self.torch_class, (plan.in_shape[0], plan.out_shape[0], self.kernel),
+                           {"stride": self.stride, "padding": self.padding, "bias": True,
+                            "weight_quant": Quant("weight", plan.bits), "bias_quant": Quant("bias"),
+                            "return_quant_tensor": True})

@@ -1,18 +1,20 @@
 """dense: a fully connected layer (QuantLinear) on a flat input; an MVU of MW = in_features."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
-from typing import Sequence
-
+from stage_ir.errors import UserError
 from stage_ir.kinds.base import ArrayReader, RtlUnit, check_fold
 from stage_ir.kinds.matrix import MatrixGeometry, MatrixLayer
+from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 
 
 class DenseLayer(MatrixLayer):
     kind: Literal["dense"] = "dense"
+    torch_class: ClassVar[str] = "QuantLinear"
     in_features: int
     out_features: int
 
@@ -22,6 +24,11 @@ class DenseLayer(MatrixLayer):
 
     def array_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (self.out_features, self.in_features), (self.out_features,)
+
+    @staticmethod
+    def torch_fields(mod) -> dict:
+        """This kind's IR fields from its trained QuantLinear."""
+        return {"in_features": mod.in_features, "out_features": mod.out_features}
 
     def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
         return self.requantise(x @ array(self.weight).T + array(self.bias))
@@ -54,3 +61,25 @@ def hwc_permutation(chw: Sequence[int]) -> np.ndarray:
     """Column order of a dense layer fed in HWC order: new column j = IR (CHW) column perm[j]."""
     c, h, w = chw
     return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+class LinearSpec(LayerSpec):
+    """Fully connected layer (QuantLinear); `bits` are its weight bits."""
+
+    type: Literal["linear"]
+    out_features: int | None = Field(None, ge=1, description="outputs; default: number of classes (heads only)")
+    bits: BITS | None = Field(None, description="weight bits; default quant.weight_bits")
+
+    computes = True
+    classifier = True
+    torch_class: ClassVar[str] = "brevitas.nn.QuantLinear"
+
+    def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
+        if len(shape) != 1:
+            raise UserError(f"{where}: linear layer gets a {list(shape)} feature map; put a flatten before it")
+        return (self.out_features or num_classes,)
+
+    def torch_module(self, plan: LayerPlan, raw_output: bool, folded: bool) -> TorchModule:
+        return TorchModule(self.torch_class, (plan.in_shape[0], plan.out_shape[0]),
+                           {"bias": True, "weight_quant": Quant("weight", plan.bits), "bias_quant": Quant("bias"),
+                            "return_quant_tensor": not raw_output})

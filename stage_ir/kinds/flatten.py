@@ -2,19 +2,27 @@
 (HWC, docs/ir.md: the dense layer after it takes its columns in that order)."""
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from stage_ir.cost import Cost
+from stage_ir.errors import UserError
 from stage_ir.kinds.base import ArrayReader, LayerKind
+from stage_ir.kinds.spec import LayerPlan, LayerSpec, TorchModule
 
 
 class FlattenLayer(LayerKind):
     kind: Literal["flatten"] = "flatten"
+    torch_class: ClassVar[str] = "Flatten"
     macs: int = 0
 
     hardware = False
+
+    @staticmethod
+    def torch_fields(mod) -> dict:
+        return {}
 
     def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
         return x.reshape(len(x), -1)
@@ -27,3 +35,17 @@ class FlattenLayer(LayerKind):
 
     def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw=None, first: bool = False) -> None:
         return None
+
+
+class FlattenSpec(LayerSpec):
+    type: Literal["flatten"]
+
+    torch_class: ClassVar[str] = "torch.nn.Flatten"
+
+    def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
+        if len(shape) != 3:
+            raise UserError(f"{where}: flatten needs a [C, H, W] input but gets {list(shape)}; remove it")
+        return (math.prod(shape),)
+
+    def torch_module(self, plan: LayerPlan, raw_output: bool, folded: bool) -> TorchModule:
+        return TorchModule(self.torch_class)

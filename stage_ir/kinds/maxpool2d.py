@@ -1,24 +1,34 @@
 """maxpool2d: a streaming max pool (cs_maxpool) over the producer's PE channels per cycle."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field
 
 from stage_ir.cost import Cost
 from stage_ir.errors import UserError
 from stage_ir.kinds.base import ArrayReader, LayerKind, RtlUnit, divisors
 from stage_ir.kinds.matrix import storage_cost
+from stage_ir.kinds.spec import LayerPlan, LayerSpec, TorchModule
+from stage_ir.kinds.window import window_out_shape
 
 
 class MaxPool2dLayer(LayerKind):
     kind: Literal["maxpool2d"] = "maxpool2d"
+    torch_class: ClassVar[str] = "MaxPool2d"
     kernel: list[int]
     stride: list[int]
     macs: int = 0
 
     paces = True
+
+    @staticmethod
+    def torch_fields(mod) -> dict:
+        k = mod.kernel_size if isinstance(mod.kernel_size, tuple) else (mod.kernel_size,) * 2
+        s = mod.stride if isinstance(mod.stride, tuple) else (mod.stride,) * 2
+        return {"kernel": list(k), "stride": list(s)}
 
     def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
         win = sliding_window_view(x, tuple(self.kernel), axis=(2, 3))[:, :, :: self.stride[0], :: self.stride[1]]
@@ -59,3 +69,17 @@ class MaxPool2dLayer(LayerKind):
         cycles = oh * ow * kh * kw * c / in_lanes
         return RtlUnit("cs_maxpool", params, in_lanes, self.input.bits, in_lanes, self.input.bits, {}, cycles,
                        output_fifo=False)
+
+
+class MaxPoolSpec(LayerSpec):
+    type: Literal["maxpool2d"]
+    kernel: int = Field(2, ge=1, le=8)
+    stride: int | None = Field(None, ge=1, le=8, description="default: kernel")
+
+    torch_class: ClassVar[str] = "torch.nn.MaxPool2d"
+
+    def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
+        return window_out_shape(where, self.type, shape, None, self.kernel, self.stride or self.kernel, 0)
+
+    def torch_module(self, plan: LayerPlan, raw_output: bool, folded: bool) -> TorchModule:
+        return TorchModule(self.torch_class, (self.kernel,), {"stride": self.stride or self.kernel})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stage_ir.errors import UserError
 from stage_ir.kinds.matrix import MatrixGeometry, divisors, storage_cost, window_walk
 
 # Cap on input pixels per beat: 8 pixels of a 4-bit 1-channel image fill a 32-bit AXI-stream beat,
@@ -61,3 +62,17 @@ def swu_extra(geo: MatrixGeometry, ic: int, w_in: int, kernel: list[int], pad_w:
     lut = lut + extra * (s.get("lut_per_read_lane", 0.0) + lane_bits * s.get("lut_per_read_lane_bit", 0.0))
     ff = extra * (s.get("ff_per_read_lane", 0.0) + lane_bits * s.get("ff_per_read_lane_bit", 0.0))
     return lut, ff, bram
+
+
+def window_out_shape(where: str, kind: str, shape: tuple[int, ...], channels: int | None, kernel: int, stride: int,
+                     padding: int) -> tuple[int, int, int]:
+    """[C, OH, OW] of a square window over a [C, H, W] input (a config layer's shape rule);
+    `channels`: the output channels (None: the input's)."""
+    if len(shape) != 3:
+        raise UserError(f"{where}: {kind} needs a [C, H, W] input but gets {list(shape)}; move it before the flatten")
+    c, h, w = shape
+    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    if oh < 1 or ow < 1:
+        raise UserError(f"{where}: {kind} kernel {kernel} does not fit its {h}x{w} input; use a smaller kernel or "
+                        "fewer pools")
+    return (c if channels is None else channels, oh, ow)
