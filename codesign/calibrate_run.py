@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codesign import calibration, policies
+from codesign import calibration
+
+from stage_ir import policies
 from codesign.compose import POLICY_FILE, policy_tables, write_design
 from codesign.artifacts import read_artifact
 from codesign.data import Dataset, load_dataset
@@ -71,7 +73,7 @@ def _manual(kind: str, design: Design, logits, labels, tables, thresholds: Seque
     }
 
 
-def calibrate_run(run: Path, policy: str = "max_softmax", accuracy_delta: float | None = None,
+def calibrate_run(run: Path, policy: str = policies.DEFAULT, accuracy_delta: float | None = None,
                   exit_rates: Sequence[float] | None = None, budget: float | None = None,
                   thresholds: Sequence[int] | None = None) -> dict[str, Any]:
     """Calibrate, write RUN/policy.json and, when exported, design.json = exported IR + this policy

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from codesign import policies as pol
+from stage_ir import policies as pol
 from stage_ir.errors import UserError
 
 # Lagrange multipliers tried when tracing the accuracy/cost frontier, in units of
@@ -63,8 +63,8 @@ class _Problem:
 
 
 def _flips(policy: str) -> bool:
-    # margin and patience exit on score >= threshold: a smaller threshold is more aggressive.
-    return policy in ("margin", "patience")
+    # a policy that exits on score >= threshold: a smaller threshold is more aggressive.
+    return not pol.get(policy).exits_on_low
 
 
 def threshold_to_level(policy: str, threshold: int) -> int:
@@ -76,10 +76,7 @@ level_to_threshold = threshold_to_level  # the map is its own inverse
 
 def sample_levels(scores: pol.IntegerScores) -> np.ndarray:
     """[K-1, N]: the least aggressive level at which each sample leaves at each early exit."""
-    if scores.policy == "entropy":
-        # lhs <= Th * sum_e  <=>  Th >= ceil(lhs / sum_e)  (sum_e >= 2**P > 0)
-        return -((-scores.score) // scores.sum_e)
-    return -scores.score if _flips(scores.policy) else scores.score.copy()
+    return pol.get(scores.policy).sample_levels(scores.score, scores.sum_e)
 
 
 # --------------------------------------------------------------------------- problem set-up
@@ -380,16 +377,7 @@ def _point(scores: pol.IntegerScores, labels: np.ndarray, tables: dict[str, Any]
 def default_float_grid(policy: str, logits: Sequence[np.ndarray], tables: dict[str, Any],
                        points: int = 41) -> list[float]:
     """A float threshold grid spanning the policy's useful range."""
-    c = tables["num_classes"]
-    if policy == "max_softmax":
-        grid = np.linspace(1.0 / c, 1.0, points)
-    elif policy == "entropy":
-        grid = np.linspace(0.0, np.log2(c), points)
-    elif policy == "margin":
-        m = pol.float_scores(policy, pol.real_logits(logits, tables)).ravel()
-        grid = np.quantile(m, np.linspace(0.0, 1.0, points)) if m.size else np.zeros(1)
-    else:
-        grid = np.arange(1, tables["num_exits"] + 1)
+    grid = pol.get(policy).float_grid(logits, tables, points)
     return sorted({float(x) for x in grid})
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from stage_ir.errors import StepFailed, UserError
+from stage_ir.policies import DEFAULT as DEFAULT_POLICY, POLICIES
 
 RUN = click.argument("run", type=click.Path(path_type=Path))
 
@@ -115,7 +116,7 @@ def _floats(text: str | None, what: str) -> list[float] | None:
         raise UserError(f"{what} must be comma-separated numbers, e.g. 0.6,0.2; got {text!r}") from None
 
 
-POLICY_CHOICE = click.Choice(["margin", "max_softmax", "entropy", "patience"])
+POLICY_CHOICE = click.Choice(list(POLICIES))
 
 
 @cli.command()
@@ -171,7 +172,7 @@ def evaluate(run: Path) -> None:
 @click.option("--mode", type=click.Choice(["subnet", "anytime", "budget"]), required=True)
 @click.option("--exit", "exit_index", type=int, default=0, help="subnet: the exit to truncate at")
 @click.option("--budget", type=float, help="budget: mean MACs per sample")
-@click.option("--policy", type=POLICY_CHOICE, default="max_softmax", help="budget: exit policy")
+@click.option("--policy", type=POLICY_CHOICE, default=DEFAULT_POLICY, help="budget: exit policy")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test")
 @click.option("--json", "as_json", is_flag=True, help="print the full JSON result")
 def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: str, split: str, as_json: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from codesign import policies
+from stage_ir import policies
 from codesign.artifacts import read_artifact
 from stage_ir.errors import UserError
 from stage_ir import Design, Policy

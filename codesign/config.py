@@ -20,6 +20,7 @@ from codesign.yamlio import read_yaml
 from stage_ir.errors import UserError
 from stage_ir.kinds import ConfigLayer, LinearSpec
 from stage_ir.kinds.spec import BITS, StrictConfig as _Strict
+from stage_ir.policies import DEFAULT as DEFAULT_POLICY, POLICIES
 
 class ExitSpec(_Strict):
     after: int | str = Field(description="backbone layer (0-based index or name) after which this exit sits")
@@ -102,7 +103,7 @@ class TrainSpec(_Strict):
 
 
 class PolicySpec(_Strict):
-    kind: Literal["margin", "max_softmax", "entropy", "patience"] = Field("max_softmax", description="exit policy calibrated by the flow")
+    kind: Literal[POLICIES] = Field(DEFAULT_POLICY, description="exit policy calibrated by the flow")
     accuracy_delta: float = Field(1.0, ge=-100.0, le=100.0, description="calibration: accuracy target in pp below the final exit")
 
 

@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from codesign import calibration, policies
+from codesign import calibration
+
+from stage_ir import policies
 from codesign.artifacts import read_artifact
 from codesign.calibrate_run import load_policy, run_dataset, run_design_ir, split_logits
 from codesign.compose import POLICY_FILE, calibrated_policy, compose_design, write_design

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from codesign import calibration, policies
+from codesign import calibration
+
+from stage_ir import policies
 from codesign.calibrate_run import exit_costs, load_policy, policy_tables, run_dataset, run_design_ir, split_logits
 from stage_ir.errors import UserError
 from stage_ir import DESIGN_FILE, Design, Policy
@@ -28,7 +30,7 @@ def curves(logits, labels, costs: list[int], macs_no_exit: int, num_exits: int, 
     """Accuracy vs MAC fraction over a threshold sweep, for every policy."""
     out = {}
     for kind in policies.POLICIES:
-        if kind == "patience" and num_exits < 2:
+        if not policies.get(kind).usable(num_exits):
             continue
         tables = policy_tables(design, kind)
         points = calibration.sweep(kind, logits, labels, tables, costs=costs)

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from codesign import ir
-from codesign import policies as pol
+from stage_ir import policies as pol
 from stage_ir.errors import UserError, verification_failed
 from sim.jobs import build_jobs
 from codesign.scratch import replace_dir
@@ -388,24 +388,7 @@ def exit_unit_context(policy: str, tables: dict[str, Any], k: int, threshold: in
     lo, hi = pol.threshold_range(policy, tables, k)
     ex.update(default_threshold=int(threshold), never_threshold=pol.never_threshold(policy, tables, k))
     count_bits = max(1, num_exits.bit_length())
-    if policy in ("max_softmax", "entropy"):
-        ex.update(p=tab["p"], n=tab["n"], s=tab["s"], exp=[int(v) for v in tab["exp"]])
-        ex["sum_bits"] = (num_classes << tab["p"]).bit_length()
-    if policy == "margin":
-        ex.update(thr_type=f"ap_uint<{ex['bits'] + 1}>", score_type=f"ap_uint<{ex['bits'] + 1}>",
-                  rule="exit when top1 - top2 >= threshold")
-    elif policy == "max_softmax":
-        ex.update(thr_type=f"ap_uint<{ex['sum_bits']}>", score_type=f"ap_uint<{ex['sum_bits']}>",
-                  rule="exit when sum_j E[(top1 - z_j) >> S] <= threshold")
-    elif policy == "entropy":
-        l_bits = max(hi, 1).bit_length()  # hi = L(C * 2**P), the largest L value
-        lhs_bits = ex["sum_bits"] + l_bits
-        ex.update(g=tab["g"], m=tab["m"], log=[int(v) for v in tab["log"]], l_bits=l_bits, lhs_bits=lhs_bits,
-                  prod_bits=l_bits + ex["sum_bits"] + 2, thr_type=f"ap_int<{l_bits + 1}>",
-                  score_type=f"ap_int<{lhs_bits + 1}>", rule="exit when lhs <= threshold * sum_e")
-    else:
-        ex.update(thr_type=f"ap_uint<{count_bits}>", score_type=f"ap_uint<{count_bits}>",
-                  rule="exit when the class agreed count >= threshold")
+    pol.get(policy).hls_context(ex, tab, lo, hi, num_classes, count_bits)
     assert lo <= threshold <= hi
     return ex
 
@@ -437,7 +420,7 @@ def exit_policy(design: stage_ir.Design) -> tuple[str, dict[str, Any], list[int]
     if design.policy is not None:
         return design.policy.kind, design.policy.tables, list(design.policy.thresholds)
     last = design.stages[-1].logits
-    return "margin", {"num_exits": 1, "num_classes": design.num_classes, "logit_frac": [last.frac],
+    return pol.ARGMAX, {"num_exits": 1, "num_classes": design.num_classes, "logit_frac": [last.frac],
                       "logit_bits": [last.bits], "exits": []}, []
 
 
@@ -650,7 +633,7 @@ def run_c_simulation(design: stage_ir.Design, hls_dir: Path, ctx: dict, stages: 
         "compile_seconds": round(compile_seconds, 3),
         "run_seconds": round(run_seconds, 3),
         "checked": "every exit's logits (thresholds at 'never'), decisions, class and exit index (calibrated "
-                   "thresholds) per test sample against codesign.reference + codesign.policies",
+                   "thresholds) per test sample against codesign.reference + stage_ir.policies",
     }
 
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from codesign import calibration, policies
+from codesign import calibration
+
+from stage_ir import policies
 from codesign.calibrate_run import exit_costs, policy_tables, run_dataset, run_design_ir, split_logits
 from stage_ir.errors import UserError
 
@@ -36,7 +38,7 @@ def anytime(run: Path, split: str = "test") -> dict[str, Any]:
             "predictions": classes.T.tolist()}
 
 
-def budgeted(run: Path, budget_macs: float, policy: str = "max_softmax", split: str = "test") -> dict[str, Any]:
+def budgeted(run: Path, budget_macs: float, policy: str = policies.DEFAULT, split: str = "test") -> dict[str, Any]:
     """Thresholds that maximise validation accuracy within a mean-MAC budget, applied to `split`."""
     design = run_design_ir(run)
     ds = run_dataset(run)

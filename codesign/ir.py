@@ -52,7 +52,7 @@ def _load(run: Path, name: str, check_policy: bool) -> Design:
 
 def _check_policy(design: Design, path: Path) -> None:
     """The thresholds of the policy within what its threshold units' ports hold (policies.threshold_range)."""
-    from codesign import policies
+    from stage_ir import policies
 
     p = design.policy
     fix = f"rerun `codesign calibrate {design.root}`"

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from codesign import policies as pol
+from stage_ir import policies as pol
 from stage_ir import Design
 
 
@@ -57,7 +57,7 @@ def design_view(design: Design, x: np.ndarray, thresholds: Sequence[int] | None 
     logits = run_design(design, x)
     if design.num_exits == 1:
         classes = np.argmax(logits[0], axis=1)[None, :]
-        scores = pol.IntegerScores("margin", classes, np.zeros((0, len(x)), dtype=np.int64), None)
+        scores = pol.IntegerScores(pol.ARGMAX, classes, np.zeros((0, len(x)), dtype=np.int64), None)
         return logits, pol.IntegerView(scores, np.zeros((0, len(x)), dtype=bool), np.zeros(len(x), dtype=np.int64),
                                        classes[0])
     thr = design.policy.thresholds if thresholds is None else thresholds

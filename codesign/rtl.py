@@ -28,7 +28,7 @@ import numpy as np
 
 import stage_ir
 from codesign import ir
-from codesign import policies as pol
+from stage_ir import policies as pol
 from codesign.reference import design_view as reference
 from codesign.timings import write_json
 from hw_models.geometry import input_layer_name
@@ -36,7 +36,6 @@ from hw_models.rtl_cost import cond_buffer_slots, threshold_pipe_latency
 from stage_ir import LayerKind, MatrixLayer
 from stage_ir.errors import UserError, verification_failed
 from stage_ir.kinds.base import MAX_ACT_BITS, RtlUnit
-from stage_ir.kinds.rom import hex_lines
 
 RTL_DIR = "rtl"
 MANIFEST = "manifest.json"
@@ -44,7 +43,6 @@ VERIFY = "verify.json"
 TAG_BITS = 16  # sample tags wrap after 65536 samples (verify unwraps them in order)
 LAYER_FIFO_DEPTH = 2  # after every MVU: cuts its combinational ready path (docs/rtl.md)
 ID_FIFO_DEPTH = 4  # ids of samples inside a threshold unit (at most two) plus slack
-POLICY_CODE = {"margin": 0, "max_softmax": 1, "entropy": 2, "patience": 3}
 GLUE = ("cs_sample_tagger", "cs_join", "cs_exit_decide", "cs_sample_count")
 
 
@@ -192,7 +190,7 @@ class TopBuilder:
         self.fxw = _clog2(k)
         self.idw = TAG_BITS + 1 + self.fxw
         self.cls_bits = _clog2(design.num_classes)
-        self.cnt_bits = k.bit_length() if _policy_kind(design) == "patience" else 1
+        self.cnt_bits = k.bit_length() if _carries_state(design) else 1  # the state's count field
         self.state_bits = self.cnt_bits + self.cls_bits
         self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
         self._forms: list[bool] | None = None
@@ -267,8 +265,8 @@ class TopBuilder:
         design, policy = self.design, self.design.policy
         last = k == design.num_exits - 1
         c = design.num_classes
-        kind = "margin" if last else policy.kind  # final exit: margin >= 0 is the argmax, always exits
-        params: dict[str, Any] = {"C": c, "LB": lb, "POLICY": POLICY_CODE[kind]}
+        kind = pol.ARGMAX if last else policy.kind  # final exit: margin >= 0 is the argmax, always exits
+        params: dict[str, Any] = {"C": c, "LB": lb, "POLICY": pol.get(kind).rtl_code}
         info: dict[str, Any] = {"index": k, "policy": None if last else kind}
         if last:
             params["TB"] = 2
@@ -280,13 +278,9 @@ class TopBuilder:
             thr = f"threshold_{k}"
             self.net.ports.append(TopPort(thr, "input", tb, f"exit {k} {kind} threshold, signed, in [{lo}, {hi}]"))
             info.update(threshold_port=thr, threshold_bits=tb, threshold_range=[lo, hi])
-            tab = policy.tables["exits"][k]
-            if kind in ("max_softmax", "entropy"):
-                params.update(P=tab["p"], N=tab["n"], S=tab["s"], EXP_FILE=f"exit{k}_exp.hex")
-                self.files[f"exit{k}_exp.hex"] = hex_lines(tab["exp"], tab["p"] + 1)
-            if kind == "entropy":
-                params.update(M=tab["m"], G=tab["g"], LOG_FILE=f"exit{k}_log.hex")
-                self.files[f"exit{k}_log.hex"] = hex_lines(tab["log"], tab["g"] + 1)
+            own, files = pol.get(kind).rtl_params(policy.tables["exits"][k], k)
+            params.update(own)
+            self.files.update(files)
         params.update(CNT_BITS=self.cnt_bits, FIRST_EXIT=int(k == 0))
         out = self.net.stream(f"exit{k}_tu_out", self.cnt_bits + self.cls_bits + 1)
         # the form follows hw_models (rtl_cost.threshold_parallel via stage_costs): the pipelined
@@ -312,7 +306,7 @@ class TopBuilder:
         net.add(self._use("cs_join"), f"u_exit{k}_join", {"AW": c * lb, "BW": self.meta_bits},
                 _io("a", logits.sig) + _io("b", meta) + _io("out", joined))
         # three consumers: threshold unit, id FIFO, debug port
-        tu_in = net.stream(f"exit{k}_tu_in", c * lb + (self.state_bits if _policy_kind(design) == "patience" and not last
+        tu_in = net.stream(f"exit{k}_tu_in", c * lb + (self.state_bits if _carries_state(design) and not last
                                                           else 0))
         ids = net.stream(f"exit{k}_id", self.idw)
         dbg = Sig(f"dbg_logits_{k}", joined.width)
@@ -479,8 +473,9 @@ def threshold_forms(design: stage_ir.Design) -> list[bool]:
     return [sc.parallel_threshold for sc in stage_costs(design, "rtl")]
 
 
-def _policy_kind(design: stage_ir.Design) -> str | None:
-    return design.policy.kind if design.policy is not None else None
+def _carries_state(design: stage_ir.Design) -> bool:
+    """The policy's (previous class, count) state travels with each sample between exits."""
+    return design.policy is not None and pol.get(design.policy.kind).carries_state
 
 
 def require_design(run: Path) -> stage_ir.Design:

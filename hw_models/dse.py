@@ -20,7 +20,7 @@ from functools import reduce
 
 import numpy as np
 
-from stage_ir import Design, Folding, LayerKind, MatrixLayer, Policy
+from stage_ir import Design, Folding, LayerKind, MatrixLayer, Policy, policies
 from stage_ir.errors import UserError
 
 from . import rtl_cost
@@ -146,7 +146,7 @@ def _threshold_resources(design: Design, group: dict, ii: np.ndarray, last: bool
     st = group["stage"]
     n_classes = design.num_classes
     pol = design.policy
-    kind = "margin" if last or pol is None else pol.kind  # the final exit: margin, the argmax
+    kind = policies.ARGMAX if last or pol is None else pol.kind  # the final exit: the argmax
     logit_bits = st.logits.bits
     table = {} if last or pol is None else exit_table(pol.tables, int(group["exit"]))
     forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, table, parallel=p)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stage_ir import Cost, LayerKind
+from stage_ir import Cost, LayerKind, policies
 from stage_ir.cost import bram18_by_shape
 
 from .coefficients import coefficients
@@ -50,15 +50,16 @@ def split(n_elements: int, bits: int, lanes=1, coef: dict | None = None) -> Cost
 
 def threshold_sequential_cycles(policy: str, num_classes: int) -> int:
     """Cycles per sample of the sequential cs_threshold_unit (Verilator-exact): one logit per
-    cycle plus one, twice over the logits for max_softmax / entropy."""
-    return (2 if policy in ("max_softmax", "entropy") else 1) * int(num_classes) + 1
+    cycle plus one, once per pass of the policy over the logits (two for the softmax ones)."""
+    return policies.get(policy).passes * int(num_classes) + 1
 
 
 def threshold_pipe_latency(policy: str, num_classes: int) -> int:
     """Input handshake to result of cs_threshold_pipe: input register, clog2(C) argmax-tree levels,
-    2 (max_softmax) or 4 (entropy) softmax stages, output register (tests/test_rtl_threshold.py)."""
+    the policy's stages after the tree (2 max_softmax, 4 entropy), output register
+    (tests/test_rtl_threshold.py)."""
     levels = max(1, int(np.ceil(np.log2(max(int(num_classes), 2)))))
-    return 2 + levels + {"max_softmax": 2, "entropy": 4}.get(policy, 0)
+    return 2 + levels + policies.get(policy).pipe_stages
 
 
 def threshold_parallel(policy: str, num_classes: int, stage_ii) -> np.ndarray:
@@ -85,28 +86,12 @@ def threshold_unit(policy: str, num_classes: int, logit_bits: int, lanes=1,
     scan = float(num_classes) + 0.0 * lanes
     lut = t["base_lut"] + 3 * cmp_bits               # top1, top2 trackers + threshold compare
     ff = t["base_ff"] + 2 * logit_bits + np.ceil(np.log2(max(num_classes, 2)))
-    dsp = 0.0
-    cycles = scan
-    if policy in ("max_softmax", "entropy"):
-        p_bits = int(tables.get("p", 8))
-        n_exp = int(tables.get("n", 64))
-        sum_bits = p_bits + 1 + int(np.ceil(np.log2(num_classes)))
-        # second pass over the stored logits: subtract, shift, look up, accumulate
-        lut += cmp_bits + np.ceil(n_exp * (p_bits + 1) / t["exp_table_bits_per_lut"]) + sum_bits
-        ff += num_classes * logit_bits * t.get("ff_per_stored_logit_bit", 1.0) + sum_bits
-        cycles = 2 * scan
-        if policy == "entropy":
-            g_bits = int(tables.get("g", 8))
-            m_bits = int(tables.get("m", 5))
-            lut += np.ceil((2 ** m_bits) * g_bits / t["exp_table_bits_per_lut"]) + 2 * sum_bits
-            ff += 2 * (sum_bits + g_bits + 6)
-            dsp = 3.0  # e_j * L(e_j), sum_e * L(sum_e), Th * sum_e
-    elif policy == "patience":
-        lut += 2 * 8  # class compare + count compare
-        ff += 8
-    elif policy != "margin":
-        raise ValueError(f"unknown policy {policy!r}")
-    cycles = cycles + 1.0
+    p = policies.get(policy)
+    steps, dsp = p.sequential_extra(t, num_classes, logit_bits, tables, cmp_bits)  # the policy's own logic
+    for step_lut, step_ff in steps:
+        lut += step_lut
+        ff += step_ff
+    cycles = p.passes * scan + 1.0
     return Cost(cycles=cycles, latency=cycles + t["pipeline_cycles"], lut=lut, ff=ff, dsp=dsp)
 
 
@@ -121,14 +106,13 @@ def threshold_pipe_cost(policy: str, num_classes: int, logit_bits: int, tables: 
     fitted `threshold.base_*` holds beyond the sequential unit alone (`unit_*_in_base`)."""
     c = _rtl(coef)
     t, q = c["threshold"], c["threshold_pipe"]
-    if policy not in q["lut_per_node_bit"]:
-        raise ValueError(f"unknown policy {policy!r}")
+    p = policies.get(policy)
     n, lb = float(num_classes), float(logit_bits)
     glue_lut = max(t["base_lut"] - q["unit_lut_in_base"], 0.0)
     glue_ff = max(t["base_ff"] - q["unit_ff_in_base"], 0.0)
     lut = glue_lut + q["lut_per_node_bit"][policy] * (n - 1) * lb + q["lut_per_lane"][policy] * n
     ff = glue_ff + q["ff_per_logit_bit"][policy] * n * lb + q["ff_per_lane"][policy] * n
-    dsp = n + 2.0 if policy == "entropy" else 0.0  # e_j L(e_j) per lane, sum_e L(sum_e), Th sum_e
+    dsp = p.pipe_dsp(n)
     latency = float(threshold_pipe_latency(policy, num_classes))
     return Cost(cycles=1.0, latency=latency, lut=lut, ff=ff, dsp=dsp)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stage_ir import Cost, Design, LayerKind, Stage
+from stage_ir import Cost, Design, LayerKind, Stage, policies
 from stage_ir.errors import UserError
 
 from . import hls_cost, rtl_cost
@@ -48,7 +48,7 @@ class StageCost:
 def _policy(design: Design) -> tuple[str, dict]:
     """(kind, tables) of the design's exit policy; margin (the argmax) and no tables without one."""
     pol = design.policy
-    return (pol.kind, pol.tables or {}) if pol is not None else ("margin", {})
+    return (pol.kind, pol.tables or {}) if pol is not None else (policies.ARGMAX, {})
 
 
 def exit_table(tables: dict | None, k: int) -> dict:
@@ -81,7 +81,7 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
         _, head_lat = _chain(stage.head, "head", backend, folding, strategy, lanes, sc.blocks, first)
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
         compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.paces] + [1.0])
-        tu_policy = "margin" if last else policy
+        tu_policy = policies.ARGMAX if last else policy
         sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(tu_policy, n_classes, compute_ii))
         if not last:
             head_lanes = _out_lanes(stage.head[-1], backend, folding)
@@ -102,7 +102,7 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
         if last and backend == "rtl":
             # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
             head_lanes = _out_lanes(stage.head[-1], backend, folding)
-            thr = rtl_cost.threshold_unit("margin", n_classes, stage.logits.bits, head_lanes, {},
+            thr = rtl_cost.threshold_unit(policies.ARGMAX, n_classes, stage.logits.bits, head_lanes, {},
                                           parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             sc.head_latency += float(thr.latency)

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from stage_ir.errors import UserError
 from stage_ir.kinds import Layer, LayerKind, MatrixLayer
+from stage_ir.policies import POLICIES
 from stage_ir.tensors import IRModel, TensorSpec
 
 SCHEMA = 1
@@ -48,7 +49,7 @@ class Stage(IRModel):
 
 
 class Policy(IRModel):
-    kind: Literal["margin", "max_softmax", "entropy", "patience"]
+    kind: Literal[POLICIES]
     thresholds: list[int]
     tables: dict[str, Any] = Field(default_factory=dict)
     float_thresholds: list[float] = Field(default_factory=list)

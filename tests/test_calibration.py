@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codesign import calibration as cal
-from codesign import policies as pol
+from stage_ir import policies as pol
 from stage_ir.errors import UserError
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from codesign import policies
+from stage_ir import policies
 from codesign.calibrate_run import calibrate_run, policy_tables, run_dataset, split_logits
 from stage_ir.errors import UserError
 from codesign.evaluate import evaluate_run
@@ -63,7 +63,7 @@ def _layer_macs(design, layer) -> int:
 
 def test_eval_json_figures_from_the_integer_reference(calibrated):
     """Every figure of eval.json, recomputed here in plain numpy from the integer reference's
-    logits and the documented max_softmax rule: nothing from codesign.policies, calibration or
+    logits and the documented max_softmax rule: nothing from stage_ir.policies, calibration or
     evaluate, so a wrong count, accuracy or MAC figure there cannot agree with itself."""
     ev = evaluate_run(calibrated)
     assert json.loads((calibrated / "eval.json").read_text()) == ev

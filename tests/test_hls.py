@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from codesign import hls, ir
-from codesign import policies as pol
+from stage_ir import policies as pol
 from codesign.calibrate_run import calibrate_run
 from codesign.reference import run_design
 from codesign.timings import without_wall_clock

@@ -1,4 +1,4 @@
-"""The HLS threshold unit (templates/hls/threshold_unit.h.j2) against codesign.policies.
+"""The HLS threshold unit (templates/hls/threshold_unit.h.j2) against stage_ir.policies.
 
 Every policy's unit is rendered for a three-exit network, compiled with g++ into one
 standalone harness and fed random logits (wide and narrow ranges, ties, extremes) with
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from codesign import hls
-from codesign import policies as pol
+from stage_ir import policies as pol
 
 pytestmark = pytest.mark.needs("g++")
 

@@ -1,7 +1,7 @@
 """Integer exit policies against an independent, literal reading of docs/policies.md.
 
 The reference below uses plain Python ints and per-sample loops on purpose: it
-must not share code (or numpy tricks) with codesign/policies.py.
+must not share code (or numpy tricks) with stage_ir/policies.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codesign import policies as pol
+from stage_ir import policies as pol
 from stage_ir.errors import UserError
 
 # --------------------------------------------------------------------------- reference (docs/policies.md)

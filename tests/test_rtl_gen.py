@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from codesign import ir
-from codesign import policies as pol
+from stage_ir import policies as pol
 from codesign.calibrate_run import calibrate_run
 from stage_ir.errors import UserError
 from codesign.rtl import (compare, generate_rtl, layer_unit, lint_rtl, load_manifest, reference, simulate,

@@ -1,5 +1,5 @@
 """cs_threshold_unit (sequential) and cs_threshold_pipe (pipelined, II = 1)
-against codesign.policies (docs/policies.md) bit for bit: decisions, class
+against stage_ir.policies (docs/policies.md) bit for bit: decisions, class
 (lowest index on ties), patience state; random logits with ties, all-equal
 rows and extreme values; several thresholds around the observed scores,
 including each policy's "never" value.  The first run of every case has a
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codesign import policies
+from stage_ir import policies
 from sim import run_stream
 from sim.rtl import axis_ports, build_module, pack
 from stage_ir.kinds.rom import hex_lines
