@@ -63,7 +63,7 @@ def threshold_pipe_latency(policy: str, num_classes: int) -> int:
 
 
 def threshold_parallel(policy: str, num_classes: int, stage_ii) -> np.ndarray:
-    """THE choice of threshold-unit form (stages.py, the DSE and codesign/rtl.py all follow it):
+    """THE choice of threshold-unit form (stages.py, the DSE and codesign/rtl/ all follow it):
     the pipelined cs_threshold_pipe (II = 1, more LUT/FF, entropy: C more DSPs) exactly where the
     sequential unit would be slower than the stage's compute layers, `stage_ii` cycles per sample;
     elsewhere the sequential unit costs less and never bounds the stage."""
@@ -124,7 +124,7 @@ def cond_buffer_slots(depth):
     """Sample slots of the RTL's cs_cond_buffer for an IR `buffer_depth` (the system model's
     `depth`: samples decided to continue that the buffer holds).  A slot is taken with a
     sample's first beat and freed when it is dropped or its last beat has left, so one more
-    slot holds the sample being written / awaiting its decision (docs/rtl.md).  codesign/rtl.py
+    slot holds the sample being written / awaiting its decision (docs/rtl.md).  codesign/rtl/
     and `conditional_buffer` both size the buffer with this function."""
     return depth + COND_BUFFER_SLOTS_IN_FLIGHT
 

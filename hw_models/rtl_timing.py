@@ -1,4 +1,4 @@
-"""Sample slots of the open RTL's exit path and next-stage input (codesign/rtl.py's structure).
+"""Sample slots of the open RTL's exit path and next-stage input (codesign/rtl/'s structure).
 
 Measured in Verilator (docs/hw_models.md, "What Verilator showed"): the old
 in-order conditional buffer consumed a decision only when its sample left, so
@@ -18,7 +18,7 @@ from stage_ir import Design, MatrixLayer, Stage
 from .geometry import compute_layers, folding_of
 
 THRESHOLD_UNIT_SAMPLES = 2  # one result waiting at the decision + the next sample being scanned
-DECISION_FIFO_SLACK = 1     # codesign/rtl.py: decision FIFO of depth + 1 (a sample may still be entering)
+DECISION_FIFO_SLACK = 1     # codesign/rtl/: decision FIFO of depth + 1 (a sample may still be entering)
 
 
 def decision_capacity(stage: Stage, num_classes: int, folding: dict | None = None, depth: int | None = None) -> int:

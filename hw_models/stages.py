@@ -95,12 +95,12 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
             sample_bits = feats.size * bits  # the tag travels with the decision, not in the buffer
             buf = rtl_cost.conditional_buffer(depth, sample_bits, (lanes or 1) * bits, decision_bits=DECISION_BITS)
             sc.blocks.append(Block(f"s{k}_cond_buffer", "conditional_buffer", "ee", buf))
-            sc.buffer_beats = feats.size // (lanes or 1)  # codesign/rtl.py: features / lanes
+            sc.buffer_beats = feats.size // (lanes or 1)  # codesign/rtl/: features / lanes
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
         sc.head_latency = head_lat
         if last and backend == "rtl":
-            # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl.py)
+            # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl/)
             head_lanes = _out_lanes(stage.head[-1], backend, folding)
             thr = rtl_cost.threshold_unit(policies.ARGMAX, n_classes, stage.logits.bits, head_lanes, {},
                                           parallel=sc.parallel_threshold)

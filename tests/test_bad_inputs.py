@@ -404,6 +404,8 @@ RUN_CASES: dict[str, Case] = {
     "one threshold too many": Case(("sim", "{run}"), "2 thresholds",
                                    _edit_json("design.json", lambda d: d["policy"].update(thresholds=[300, 300])),
                                    run="mlp_rtl_run"),
+    "early exit without a buffer depth": Case(("estimate", "{run}"), "give no buffer_depth", _edit_json(
+        "design.json", lambda d: d["stages"][0].update(buffer_depth=None)), run="mlp_rtl_run"),
     "policy tables malformed": Case(("hls", "{run}"), "malformed", _edit_json(
         "design.json", lambda d: d["policy"].update(tables={"policy": "max_softmax", "num_exits": 2})),
         run="mlp_rtl_run"),

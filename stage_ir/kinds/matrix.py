@@ -124,7 +124,7 @@ def mvu_cost(geo: MatrixGeometry, pe, simd, coef: dict) -> Cost:
     w_lut, w_bram = storage_cost(weight_bits, word_bits, 1, c, words=weight_bits / word_bits)
     ff = (m["base_ff"] + pe * geo.acc_bits * m["ff_per_acc_bit"]
           + (0.0 if on_dsp else lanes * product_bits * m["ff_per_product_bit"]))
-    # stream FIFOs the generator puts around the unit (codesign/rtl.py): 2 output beats after every
+    # stream FIFOs the generator puts around the unit (codesign/rtl/): 2 output beats after every
     # MVU; a dense MVU with several output folds also gets a one-sample input FIFO (MW inputs)
     # (cs_fifo reads asynchronously: yosys maps the input FIFO to LUTRAM)
     in_beats = np.maximum(2.0, geo.mw / simd)            # max(2, MW/SIMD) beats of SIMD inputs

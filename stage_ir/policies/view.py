@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from stage_ir.errors import UserError
-from stage_ir.policies.registry import POLICIES, get
+from stage_ir.policies.registry import get
 from stage_ir.policies.tables import (LOG_FRAC, LOG_MANT, MAX_ENTRIES, PROB_BITS, exp_table, log_table,
                                       top_two)
 
