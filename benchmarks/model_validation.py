@@ -86,7 +86,7 @@ def prepare(work: Path, name: str) -> Path:
 
 def fold_for_targets(design, targets: list[float]) -> dict[str, dict[str, int]]:
     """Per compute layer the cheapest (PE*SIMD) legal folding with cycles <= its stage's target."""
-    from hw_models.dse import fold_for_ii
+    from hw_models.exit_subsets import fold_for_ii
     from hw_models.geometry import input_layer_name
 
     first = input_layer_name(design.stages)  # may read several input pixels per beat
@@ -122,7 +122,7 @@ def make_variant(base: Path, work: Path, name: str, targets: list[float], depths
 def synthesise(run: Path) -> dict:
     """synth_run, once per distinct RTL: keyed on the sha256 of the generated sources and ROM files."""
     from codesign import ir
-    from codesign.runfolder import digest
+    from codesign.digests import digest
     from codesign.synth_run import synth_run, with_model
 
     key = digest(run / "rtl")

@@ -4,7 +4,7 @@
 what the back ends build is always derived from RUN/export/design.json (every exit, as
 exported) and never from an earlier design.json: rerunning calibrate or dse starts from
 the whole network again. With a DSE choice, the exits it drops are not in design.json at
-all: a dropped exit's stage merges into the next kept stage (hw_models.dse.chosen_design),
+all: a dropped exit's stage merges into the next kept stage (hw_models.exit_subsets.chosen_design),
 and the policy keeps the kept exits' thresholds and tables only.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def compose_design(exported: Design, policy: Policy | None, choice: dict[str, An
     if choice is None:
         data = {**exported.as_dict(), "policy": policy.model_dump() if policy is not None else None}
     else:
-        from hw_models.dse import chosen_design
+        from hw_models.exit_subsets import chosen_design
 
         data = chosen_design(exported.model_copy(update={"policy": None}), choice).as_dict()
     design = Design.model_validate(data)

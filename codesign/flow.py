@@ -61,7 +61,7 @@ def _checked_config(config: Path, selected: list[Step], device: str | None):
 def run_flow(config: Path, run: Path, steps: str | None = None, force: bool = False, device: str | None = None,
              on_step: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run the selected steps in order; a failing step raises naming it (earlier steps' artifacts stay)."""
-    from codesign.runfolder import value_digest
+    from codesign.digests import value_digest
 
     selected = select_steps(steps)
     cfg, text = _checked_config(Path(config), selected, device)

@@ -28,7 +28,7 @@ def config_values(*sections: str) -> Callable[[Path], dict[str, Any]]:
     def values(run: Path) -> dict[str, Any]:
         from codesign.config import load_config
         from codesign.data import source_files
-        from codesign.runfolder import file_digest
+        from codesign.digests import file_digest
 
         if not (run / "config.yaml").is_file():
             raise UserError(f"{run / 'config.yaml'} not found; run `codesign train` (or `codesign flow`) first")

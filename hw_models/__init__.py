@@ -1,6 +1,7 @@
 """Analytical models for EE dataflows on FPGAs (numpy only, never torch)."""
 from .devices import Device, get_device, known_devices, add_devices
-from .dse import chosen_design, plot_pareto, run_dse
+from .dse import plot_pareto, run_dse
+from .exit_subsets import chosen_design
 from .estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
 from .flow_sim import BufferTiming
 from .stages import stage_costs

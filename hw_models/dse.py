@@ -15,25 +15,24 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
 
-from stage_ir import Design, Folding, LayerKind, MatrixLayer, Policy, policies
+from stage_ir import Design
 from stage_ir.errors import UserError
 
-from . import rtl_cost
 from .buffer_chain import boundary_throughput_many
 from .devices import RESOURCES, Device, get_device
 from .geometry import input_layer_name
 from .estimate import buffer_timing
 from .flow_sim import effective_depths
-from .stages import DECISION_BITS, TAG_BITS, exit_table, stage_costs
+from .dse_tables import _ee_resources, _group_table, _groups, _threshold_resources
+from .exit_subsets import reduced_design
+from .stages import stage_costs
 from .system import reach_fractions, system_throughput, system_throughput_batch
 
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
-MAX_TARGETS = 160
 # b/a ratios of the efficiency table: integer (a, b) with max(a, b) = GRID_UNITS,
 # exact for the chain; beyond 1/GRID_UNITS .. GRID_UNITS the table is clamped
 GRID_UNITS = 6
@@ -48,111 +47,6 @@ RERANK_TOLERANCE = 0.01     # event-model noise allowed when checking a throughp
 # stage 1 to 38 of stage 0's 40 cycles per sample, and the test split's 5.6 % instead of 3.7 %
 # continuing samples made stage 1 the bottleneck (2.19x measured vs 3.20x predicted).
 RATE_Z = 2.0
-
-
-@dataclass
-class LayerOptions:
-    name: str
-    pe: np.ndarray
-    simd: np.ndarray
-    cycles: np.ndarray
-    res: np.ndarray      # [n_options, 4] lut, ff, dsp, bram
-    weight: np.ndarray   # normalised cost used to pick the cheapest option
-
-
-def _layer_options(layer: MatrixLayer, totals: np.ndarray, first: bool = False) -> LayerOptions:
-    pairs = layer.foldings()
-    c = rtl_cost.layer_cost(layer, pairs[:, 0], pairs[:, 1], first=first)
-    res = np.stack([np.broadcast_to(np.asarray(v, dtype=float), pairs[:, 0].shape)
-                    for v in (c.lut, c.ff, c.dsp, c.bram)], axis=1)
-    return LayerOptions(layer.name, pairs[:, 0], pairs[:, 1], np.asarray(c.cycles, dtype=float), res,
-                        (res / totals).sum(axis=1))
-
-
-@dataclass
-class GroupTable:
-    """One kept stage (original stages merged when exits are dropped), per II target."""
-    ii: np.ndarray        # [n_targets]
-    res: np.ndarray       # [n_targets, 4]
-    choice: np.ndarray    # [n_targets, n_layers] option index per compute layer
-    layers: list[LayerOptions]
-    fixed_res: np.ndarray  # resources of non-compute blocks (pe=1 lanes), EE blocks excluded
-
-
-def _group_table(layers: list[LayerKind], totals: np.ndarray, first: str | None = None) -> GroupTable:
-    """`first`: name of the network's first layer (it may read several input pixels per beat)."""
-    opts = [_layer_options(l, totals, l.name == first) for l in layers if l.computes]
-    fixed = np.zeros(4)
-    for l in layers:
-        if not l.computes:
-            c = rtl_cost.layer_cost(l, lanes=1)
-            fixed += [float(c.lut), float(c.ff), float(c.dsp), float(c.bram)]
-    if not opts:
-        return GroupTable(np.ones(1), fixed[None, :], np.zeros((1, 0), int), [], fixed)
-    targets = np.unique(np.concatenate([o.cycles for o in opts]))
-    targets = targets[targets <= max(o.cycles.max() for o in opts)]
-    floor = max(o.cycles.min() for o in opts)
-    targets = targets[targets >= floor]
-    if len(targets) > MAX_TARGETS:
-        keep = np.unique(np.round(np.geomspace(1, len(targets), MAX_TARGETS)).astype(int) - 1)
-        targets = targets[keep]
-    choice = np.zeros((len(targets), len(opts)), dtype=int)
-    res = np.tile(fixed, (len(targets), 1))
-    ii = np.zeros(len(targets))
-    for j, o in enumerate(opts):
-        ok = o.cycles[None, :] <= targets[:, None]
-        masked = np.where(ok, o.weight[None, :], np.inf)
-        pick = masked.argmin(axis=1)
-        choice[:, j] = pick
-        res += o.res[pick]
-        ii = np.maximum(ii, o.cycles[pick])
-    return GroupTable(ii, res, choice, opts, fixed)
-
-
-def _groups(design: Design, kept: tuple[int, ...]) -> list[dict]:
-    """Merge original stages into kept stages; kept: early-exit indices kept."""
-    stages = design.stages
-    groups, layers, members = [], [], []
-    for k, st in enumerate(stages):
-        layers = layers + list(st.layers)
-        members = members + [(k, st)]
-        if k in kept or k == len(stages) - 1:
-            groups.append({"exit": k, "layers": layers, "head": list(st.head), "stage": st,
-                           "members": members})
-            layers, members = [], []
-    return groups
-
-
-def _ee_resources(design: Design, group: dict, depths: np.ndarray, last: bool) -> np.ndarray:
-    """[n_depths, 4] resources of split + conditional buffer (or exit merge); the threshold unit
-    depends on the II target instead (_threshold_resources)."""
-    st = group["stage"]
-    if last:  # exit merge, as stages.py counts it
-        m = rtl_cost.exit_merge(len(design.stages), TAG_BITS + 8)
-        return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
-    feats = st.features or st.layers[-1].output
-    sp = rtl_cost.split(feats.size, feats.bits)
-    buf = rtl_cost.conditional_buffer(depths, feats.size * feats.bits, feats.bits,  # no tag
-                                      decision_bits=DECISION_BITS)
-    fixed = np.array([float(sp.lut), float(sp.ff), 0.0, 0.0])
-    var = np.stack([np.broadcast_to(np.asarray(v, dtype=float), depths.shape) for v in (buf.lut, buf.ff, buf.dsp, buf.bram)], 1)
-    return fixed + var
-
-
-def _threshold_resources(design: Design, group: dict, ii: np.ndarray, last: bool) -> np.ndarray:
-    """[n_targets, 4] resources of the group's threshold unit at each II target, in the form
-    rtl_cost.threshold_parallel picks (as stages.py and the generator do): the pipelined unit
-    where the sequential one would bound the stage, so the unit never sets the II."""
-    st = group["stage"]
-    n_classes = design.num_classes
-    pol = design.policy
-    kind = policies.ARGMAX if last or pol is None else pol.kind  # the final exit: the argmax
-    logit_bits = st.logits.bits
-    table = {} if last or pol is None else exit_table(pol.tables, int(group["exit"]))
-    forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, table, parallel=p)
-             for p in (False, True)]
-    seq, par = ([float(t.lut), float(t.ff), float(t.dsp), 0.0] for t in forms)
-    return np.where(rtl_cost.threshold_parallel(kind, n_classes, ii)[:, None], par, seq)
 
 
 def sizing_fractions(fractions, samples: int | None, z: float = RATE_Z) -> list[float]:
@@ -478,48 +372,6 @@ def _estimated_throughput(design: Design, described: dict, burst: float) -> floa
                                    timing))
 
 
-def reduced_design(design: Design, kept: list[int]) -> Design:
-    """The design with only the kept early exits: a dropped exit's stage merges into the next kept
-    stage (its backbone layers first; its head, threshold unit and conditional buffer gone).
-
-    The merged stage takes the first member's input, the kept stage's head, features and buffer,
-    the members' backbone MACs, and records the original stages it runs (`export_stages`)."""
-    groups = _groups(design, tuple(kept))
-    stages = []
-    for i, g in enumerate(groups):
-        members = [m for _, m in g["members"]]
-        st = g["stage"]
-        stages.append(st.model_copy(update={
-            "index": i, "layers": g["layers"], "input": members[0].input,
-            "export_stages": [e for _, m in g["members"] for e in m.export_stages],
-            "macs": {"backbone": sum(int(m.macs["backbone"]) for m in members), "head": int(st.macs["head"])}}))
-    return design.model_copy(update={"stages": stages,
-                                     "policy": _kept_policy(design.policy, [g["exit"] for g in groups])})
-
-
-def _kept_policy(policy: Policy | None, exits: list[int]) -> Policy | None:
-    """`policy` for the stages ending at original exits `exits` (the final one last): each
-    per-exit list keeps the kept exits' entries, so reduced stage i reads its own exit's
-    threshold and table (stage_costs indexes them by stage)."""
-    if policy is None:
-        return None
-    early = exits[:-1]
-    update: dict = {"thresholds": [policy.thresholds[e] for e in early]}
-    if policy.float_thresholds:
-        update["float_thresholds"] = [policy.float_thresholds[e] for e in early]
-    if policy.tables:
-        tables = dict(policy.tables)
-        if "exits" in tables:
-            tables["exits"] = [tables["exits"][e] for e in early]
-        for key in ("logit_frac", "logit_bits"):
-            if key in tables:
-                tables[key] = [tables[key][e] for e in exits]
-        if "num_exits" in tables:
-            tables["num_exits"] = len(exits)
-        update["tables"] = tables
-    return policy.model_copy(update=update)
-
-
 def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     """No-exit design under the same budget: final exit only, every sample through every stage."""
     n = len(design.stages)
@@ -544,35 +396,6 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
         acc = own[0].get("accuracy") if own else None
     best["point"]["accuracy"] = acc
     return _describe_many(design, [best], 1.0)[0]
-
-
-def chosen_design(design: Design, chosen: dict) -> Design:
-    """The design the DSE chose (`chosen`: its result's "chosen"): the kept exits only
-    (`reduced_design`), with the chosen folding and buffer depths written in."""
-    new = reduced_design(design, list(chosen["exits_kept"][:-1]))
-    fold = {name: Folding.model_validate(f) for name, f in chosen["folding"].items()}
-    depths = [int(d) for d in chosen["buffer_depths"]]
-    stages = []
-    for k, st in enumerate(new.stages):
-        update = {key: [l.model_copy(update={"folding": fold[l.name]}) if l.name in fold else l
-                        for l in getattr(st, key)] for key in ("layers", "head")}
-        if k < min(len(depths), len(new.stages) - 1):  # early exits only
-            update["buffer_depth"] = depths[k]
-        stages.append(st.model_copy(update=update))
-    return new.model_copy(update={"stages": stages})
-
-
-def fold_for_ii(layer: MatrixLayer, ii: float, first: bool = False) -> dict:
-    """The fewest lanes (PE * SIMD) whose cycles per sample stay within ii, else the most lanes.
-
-    Ties: the slower of equal lane counts (closest to ii), then the smaller PE.  `first`: the
-    layer is the network's first (geometry.input_layer_name)."""
-    # its cycles include a conv's input-read bound
-    pairs = [(pe, simd, float(rtl_cost.layer_cost(layer, pe, simd, first=first).cycles))
-             for pe, simd in layer.foldings().astype(int).tolist()]
-    fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
-    pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))
-    return {"pe": int(pe), "simd": int(simd)}
 
 
 def plot_pareto(result: dict, path) -> "Path":

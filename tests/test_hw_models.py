@@ -12,7 +12,8 @@ from stage_ir.errors import UserError
 from hw_models import rtl_cost
 from hw_models.coefficients import coefficients
 from hw_models.devices import add_devices, get_device, known_devices
-from hw_models.dse import chosen_design, plot_pareto, reduced_design, run_dse
+from hw_models.dse import plot_pareto, run_dse
+from hw_models.exit_subsets import chosen_design, reduced_design
 from hw_models.estimate import estimate, plot_throughput_vs_exit_rate, render_markdown
 from hw_models.geometry import folding_of, input_layer_name
 from pydantic import TypeAdapter
@@ -193,7 +194,7 @@ def test_only_the_first_layer_reads_several_pixels_per_beat():
     assert cycles["c2"] == 24 * 24                                     # input-bound, IPB 1
     assert float(rtl_cost.layer_cost(second, 6, 150, first=True).cycles) == 400  # what IPB would give it
     # the DSE's folding helper reaches the compute bound only for the first layer
-    from hw_models.dse import fold_for_ii
+    from hw_models.exit_subsets import fold_for_ii
     assert fold_for_ii(first, 576, first=True) == {"pe": 6, "simd": 25}
     assert float(rtl_cost.layer_cost(first, **fold_for_ii(first, 576)).cycles) == 784  # most lanes, still 784
 
