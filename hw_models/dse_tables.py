@@ -10,7 +10,7 @@ import numpy as np
 from stage_ir import Design, LayerKind, MatrixLayer, policies
 
 from . import rtl_cost
-from .stages import DECISION_BITS, TAG_BITS, exit_table
+from .stages import DECISION_BITS, exit_table, merge_result_bits
 
 MAX_TARGETS = 160
 
@@ -93,7 +93,7 @@ def _ee_resources(design: Design, group: dict, depths: np.ndarray, last: bool) -
     depends on the II target instead (_threshold_resources)."""
     st = group["stage"]
     if last:  # exit merge, as stages.py counts it
-        m = rtl_cost.exit_merge(len(design.stages), TAG_BITS + 8)
+        m = rtl_cost.exit_merge(len(design.stages), merge_result_bits(design.num_classes))
         return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
     feats = st.features or st.layers[-1].output
     sp = rtl_cost.split(feats.size, feats.bits)

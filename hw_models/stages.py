@@ -51,6 +51,11 @@ def _policy(design: Design) -> tuple[str, dict]:
     return (pol.kind, pol.tables or {}) if pol is not None else (policies.ARGMAX, {})
 
 
+def merge_result_bits(num_classes: int) -> int:
+    """Bits of one result the exit merge passes on: the sample's tag, its class and exit index."""
+    return TAG_BITS + int(np.ceil(np.log2(max(num_classes, 2)))) + 4
+
+
 def exit_table(tables: dict | None, k: int) -> dict:
     """Exit k's threshold-unit table from the design's policy tables (policies.make_tables:
     {"exits": [one table per early exit]}); {} before calibration or for the final exit."""
@@ -107,7 +112,7 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             sc.head_latency += float(thr.latency)
         if last:
-            merge = rtl_cost.exit_merge(len(stages), TAG_BITS + int(np.ceil(np.log2(max(n_classes, 2)))) + 4)
+            merge = rtl_cost.exit_merge(len(stages), merge_result_bits(n_classes))
             sc.blocks.append(Block("exit_merge", "exit_merge", "ee", merge))
             sc.head_latency += float(merge.latency)
         out.append(sc)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,17 @@ def test_cnn_bit_exact(cnn_run):
     design = _check_bit_exact(cnn_run)
     kinds = [layer.kind for layer in design.layers()]
     assert "conv2d" in kinds and "maxpool2d" in kinds
+
+
+def test_stage_files_do_not_depend_on_the_checkout(cnn_run):
+    """torch writes each op's Python stack (absolute source paths) into the ONNX it exports; the
+    export strips it, so two checkouts of the same code write the same files (and HLS stamps)."""
+    import onnx
+
+    for path in sorted((cnn_run / "export").glob("stage_*.onnx")):
+        keys = {p.key for node in onnx.load(str(path)).graph.node for p in node.metadata_props}
+        assert "pkg.torch.onnx.stack_trace" not in keys, path.name
+        assert str(Path(__file__).resolve().parents[1]).encode() not in path.read_bytes(), path.name
 
 
 def test_three_exits(mlp3_run):

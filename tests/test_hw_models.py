@@ -441,3 +441,22 @@ def test_a_reduced_design_keeps_the_kept_exits_policy():
     s0 = {b.name: b for b in stage_costs(reduced)[0].blocks}["s0_threshold"]
     own = {b.name: b for b in stage_costs(design)[1].blocks}["s1_threshold"]
     assert float(s0.cost.lut) == float(own.cost.lut)
+
+
+def test_dse_and_stage_model_cost_the_exit_merge_alike():
+    """The DSE's early-exit block resources and the stage model count the same exit merge, whatever
+    the number of classes (the DSE once assumed 8 bits of class and exit index: too many for 4 classes)."""
+    import numpy as np
+
+    from hw_models.dse_tables import _ee_resources, _groups
+
+    d = cnn_dict()
+    d["num_classes"] = 4
+    for st in d["stages"]:
+        st["head"][-1] = dict(_dense(st["head"][-1]["name"], st["head"][-1]["in_features"], 4, act=False))
+        st["logits"] = _t([4], 16, True)
+    design = D(d)
+    merge = {b.name: b for sc in stage_costs(design) for b in sc.blocks}["exit_merge"]
+    last = _groups(design, (0,))[-1]
+    lut, ff = _ee_resources(design, last, np.array([1]), True)[0][:2]
+    assert (lut, ff) == (float(merge.cost.lut), float(merge.cost.ff))
