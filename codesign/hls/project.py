@@ -19,7 +19,7 @@ from codesign import ir
 from stage_ir import policies as pol
 from stage_ir.errors import UserError
 import stage_ir
-from stage_ir.kinds import spec_names
+from stage_ir.kinds import KINDS, spec_names
 
 
 HLS_DIR = "hls"
@@ -100,7 +100,7 @@ def prepare_stage_onnx(path: Path):
     from qonnx.util.cleanup import cleanup_model
 
     model = cleanup_model(ModelWrapper(str(path)))
-    if any(n.op_type in ("Conv", "MaxPool") for n in model.graph.node):
+    if any(n.op_type in SPATIAL_OPS for n in model.graph.node):
         split_output_forks(model)
         model = cleanup_model(model)  # shapes of the new tensors
     model = model.transform(ConvertToChannelsLastAndClean())
@@ -175,6 +175,9 @@ def compose_stage_onnx(design: stage_ir.Design, k: int, path: Path) -> Path:
     return path
 
 
+# the ONNX operators of the compute kinds (hls4ml config per layer) and of those on [C, H, W] maps
+COMPUTE_OPS = {op for kind in KINDS.values() if kind.computes for op in kind.onnx_ops}
+SPATIAL_OPS = {op for kind in KINDS.values() if kind.spatial for op in kind.onnx_ops}
 # the config layers a stage is built from (a folded batchnorm leaves no operator of its own)
 LAYER_TYPES = "/".join(spec_names(folds_into_previous=False))
 
@@ -199,10 +202,11 @@ def stage_hls_config(design: stage_ir.Design, k: int, model) -> dict[str, Any]:
     layers = cfg["LayerName"]
     inp = model.graph.input[0].name
     layers[inp]["Precision"]["result"] = fixed(stage.input.bits, stage.input.frac, stage.input.signed)
-    compute_nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv")]
+    compute_nodes = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
     compute_layers = [layer for layer in stage.all_layers if layer.computes]
     if len(compute_nodes) != len(compute_layers):
-        raise UserError(f"stage {k}: export/stage_{k}.onnx has {len(compute_nodes)} MatMul/Conv nodes but design.json "
+        ops = "/".join(sorted(COMPUTE_OPS))
+        raise UserError(f"stage {k}: export/stage_{k}.onnx has {len(compute_nodes)} {ops} nodes but design.json "
                         f"{len(compute_layers)} compute layers; rerun `codesign export {design.root}`")
     for node, layer in zip(compute_nodes, compute_layers):
         acc_frac = layer.input.frac + layer.w_frac

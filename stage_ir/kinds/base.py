@@ -64,6 +64,10 @@ class LayerKind(IRModel):
     paces: ClassVar[bool] = False
     # False: no hardware, the stream already is the result (a flatten of an HWC stream)
     hardware: ClassVar[bool] = True
+    # the ONNX operators it is in a stage's QONNX after the HLS recipe (Gemm -> MatMul)
+    onnx_ops: ClassVar[tuple[str, ...]] = ()
+    # works on [C, H, W] maps: hls4ml needs the stage graph channels-last
+    spatial: ClassVar[bool] = False
 
     def reference(self, x: np.ndarray, array: ArrayReader) -> np.ndarray:
         """The layer's exact integer semantics on a batch (int64), docs/ir.md."""

@@ -18,6 +18,8 @@ from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 class Conv2dLayer(MatrixLayer):
     kind: Literal["conv2d"] = "conv2d"
     torch_class: ClassVar[str] = "QuantConv2d"
+    onnx_ops = ("Conv",)
+    spatial = True
     in_channels: int
     out_channels: int
     kernel: list[int]

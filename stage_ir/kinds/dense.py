@@ -15,6 +15,7 @@ from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 class DenseLayer(MatrixLayer):
     kind: Literal["dense"] = "dense"
     torch_class: ClassVar[str] = "QuantLinear"
+    onnx_ops = ("MatMul",)
     in_features: int
     out_features: int
 

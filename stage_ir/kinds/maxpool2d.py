@@ -18,6 +18,8 @@ from stage_ir.kinds.window import window_out_shape
 class MaxPool2dLayer(LayerKind):
     kind: Literal["maxpool2d"] = "maxpool2d"
     torch_class: ClassVar[str] = "MaxPool2d"
+    onnx_ops = ("MaxPool",)
+    spatial = True
     kernel: list[int]
     stride: list[int]
     macs: int = 0
