@@ -84,8 +84,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "mvu_cycles_offset", "stage_ir/kinds/matrix.py",
         "analytical model: one cycle more per sample for every MVU (dense / conv window walk)",
-        "cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd)",
-        "cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd) + 1",
+        "return geo.positions * (geo.mh / np.asarray(pe, dtype=float)) * (geo.mw / np.asarray(simd, dtype=float))",
+        "return geo.positions * (geo.mh / np.asarray(pe, dtype=float)) * (geo.mw / np.asarray(simd, dtype=float)) + 1",
         ("tests/test_hw_models.py::test_dense_and_conv_cycles_are_exact",
          "tests/test_rtl_gen.py::test_layer_cycles_match_the_analytical_model"),
     ),

@@ -27,7 +27,7 @@ from codesign.reference import run_stage
 from codesign.run import load_trained
 from codesign.scratch import keep_failed, replace_dir
 import stage_ir
-from stage_ir.kinds import KIND_OF_TORCH, SPECS, Layer, spec_names
+from stage_ir.kinds import KIND_OF_TORCH, SPECS, Layer, kind_name, spec_names
 
 EXPORT_DIR = "export"
 
@@ -102,7 +102,7 @@ class _IRBuilder:
             layer["act"] = {"bits": ba, "frac": fa, "shift": acc_frac - fa}
             layer["output"] = _spec(out.value.shape[1:], fa, ba)
         kind = KIND_OF_TORCH[type(mod).__name__]
-        layer.update(kind=kind.model_fields["kind"].default, **kind.torch_fields(mod))
+        layer.update(kind=kind_name(kind), **kind.torch_fields(mod))
         return layer
 
     def sequence(self, prefix: str, mods: list[nn.Module], h) -> tuple[list[dict], object]:
@@ -116,14 +116,13 @@ class _IRBuilder:
                 act = mods[i + 1] if i + 1 < len(mods) and type(mods[i + 1]).__name__ in ACTIVATIONS else None
                 acc = mod(h)
                 out = act(acc) if act is not None else acc
-                layers.append(self.compute_layer(f"{name}_{kind.model_fields['kind'].default}", mod, h, out, act))
+                layers.append(self.compute_layer(f"{name}_{kind_name(kind)}", mod, h, out, act))
                 i += 2 if act is not None else 1
             else:
                 out = mod(h)
                 fx, bx = _qt(h)
-                kind_name = kind.model_fields["kind"].default
-                layers.append({"name": f"{name}_{kind_name}", "input": _spec(h.value.shape[1:], fx, bx),
-                               "output": _spec(out.value.shape[1:], fx, bx), "kind": kind_name,
+                layers.append({"name": f"{name}_{kind_name(kind)}", "input": _spec(h.value.shape[1:], fx, bx),
+                               "output": _spec(out.value.shape[1:], fx, bx), "kind": kind_name(kind),
                                **kind.torch_fields(mod)})
                 i += 1
             h = out

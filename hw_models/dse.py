@@ -227,7 +227,7 @@ def _explore_subset(design, kept, points, totals, limit, depths, burst, objectiv
     first = input_layer_name(design.stages)
     tables = [_group_table(g["layers"] + g["head"], totals, first) for g in groups]
     for i, (g, t) in enumerate(zip(groups, tables)):
-        t.res = t.res + _threshold_resources(design, g, t.ii, i == n_g - 1)
+        t.res = t.res + _threshold_resources(design, g, t.ii)
     ee = [_ee_resources(design, g, depths, i == n_g - 1) for i, g in enumerate(groups)]
     sub_points = _subset_points(points, kept, n_exits=len(design.stages))
     if not sub_points:
@@ -377,7 +377,7 @@ def _baseline(design, dev, totals, limit, final_accuracy, points) -> dict:
     n = len(design.stages)
     groups = _groups(design, ())
     table = _group_table(groups[0]["layers"] + groups[0]["head"], totals, input_layer_name(design.stages))
-    res = (table.res + _threshold_resources(design, groups[0], table.ii, True)
+    res = (table.res + _threshold_resources(design, groups[0], table.ii)
            + _ee_resources(design, groups[0], np.array([1]), True)[0])
     fits = np.all(res <= limit, axis=1)
     if not fits.any():

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stage_ir import Design, LayerKind, MatrixLayer, policies
+from stage_ir import Design, LayerKind, MatrixLayer
 
 from . import rtl_cost
-from .stages import DECISION_BITS, exit_table, merge_result_bits
+from .stages import DECISION_BITS, features_of, merge_result_bits
 
 MAX_TARGETS = 160
 
@@ -95,7 +95,7 @@ def _ee_resources(design: Design, group: dict, depths: np.ndarray, last: bool) -
     if last:  # exit merge, as stages.py counts it
         m = rtl_cost.exit_merge(len(design.stages), merge_result_bits(design.num_classes))
         return np.tile([float(m.lut), float(m.ff), 0.0, 0.0], (len(depths), 1))
-    feats = st.features or st.layers[-1].output
+    feats = features_of(st)
     sp = rtl_cost.split(feats.size, feats.bits)
     buf = rtl_cost.conditional_buffer(depths, feats.size * feats.bits, feats.bits,  # no tag
                                       decision_bits=DECISION_BITS)
@@ -104,17 +104,14 @@ def _ee_resources(design: Design, group: dict, depths: np.ndarray, last: bool) -
     return fixed + var
 
 
-def _threshold_resources(design: Design, group: dict, ii: np.ndarray, last: bool) -> np.ndarray:
+def _threshold_resources(design: Design, group: dict, ii: np.ndarray) -> np.ndarray:
     """[n_targets, 4] resources of the group's threshold unit at each II target, in the form
     rtl_cost.threshold_parallel picks (as stages.py and the generator do): the pipelined unit
     where the sequential one would bound the stage, so the unit never sets the II."""
     st = group["stage"]
     n_classes = design.num_classes
-    pol = design.policy
-    kind = policies.ARGMAX if last or pol is None else pol.kind  # the final exit: the argmax
-    logit_bits = st.logits.bits
-    table = {} if last or pol is None else exit_table(pol.tables, int(group["exit"]))
-    forms = [rtl_cost.threshold_unit(kind, n_classes, logit_bits, 1, table, parallel=p)
+    kind, table = design.exit_unit(int(group["exit"]))  # the group's last stage is its exit
+    forms = [rtl_cost.threshold_unit(kind, n_classes, st.logits.bits, 1, table, parallel=p)
              for p in (False, True)]
     seq, par = ([float(t.lut), float(t.ff), float(t.dsp), 0.0] for t in forms)
     return np.where(rtl_cost.threshold_parallel(kind, n_classes, ii)[:, None], par, seq)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stage_ir import Cost, Design, LayerKind, Stage, policies
+from stage_ir import Cost, Design, LayerKind, Stage
 from stage_ir.errors import UserError
 
 from . import hls_cost, rtl_cost
@@ -45,22 +45,9 @@ class StageCost:
         return {k: float(sum(float(b.cost.resources()[k]) for b in self.blocks)) for k in keys}
 
 
-def _policy(design: Design) -> tuple[str, dict]:
-    """(kind, tables) of the design's exit policy; margin (the argmax) and no tables without one."""
-    pol = design.policy
-    return (pol.kind, pol.tables or {}) if pol is not None else (policies.ARGMAX, {})
-
-
 def merge_result_bits(num_classes: int) -> int:
     """Bits of one result the exit merge passes on: the sample's tag, its class and exit index."""
     return TAG_BITS + int(np.ceil(np.log2(max(num_classes, 2)))) + 4
-
-
-def exit_table(tables: dict | None, k: int) -> dict:
-    """Exit k's threshold-unit table from the design's policy tables (policies.make_tables:
-    {"exits": [one table per early exit]}); {} before calibration or for the final exit."""
-    exits = (tables or {}).get("exits") or []
-    return exits[k] if 0 <= k < len(exits) else {}
 
 
 def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = None,
@@ -70,7 +57,6 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
     if backend not in BACKENDS:
         raise UserError(f"unknown back end {backend!r}; use one of {', '.join(BACKENDS)}")
     stages = design.stages
-    policy, tables = _policy(design)
     n_classes = design.num_classes
     out = []
     lanes = None
@@ -80,20 +66,20 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
         sc = StageCost(index=k)
         lanes, lat = _chain(stage.layers, "backbone", backend, folding, strategy, lanes, sc.blocks, first)
         sc.backbone_latency = lat
-        feats = _features(stage)
+        feats = features_of(stage)
         if not last and backend == "rtl":
             sc.blocks.append(Block(f"s{k}_split", "split", "ee", rtl_cost.split(feats.size, feats.bits, lanes or 1)))
         _, head_lat = _chain(stage.head, "head", backend, folding, strategy, lanes, sc.blocks, first)
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
         compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.paces] + [1.0])
-        tu_policy = policies.ARGMAX if last else policy
-        sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(tu_policy, n_classes, compute_ii))
-        if not last:
-            head_lanes = _out_lanes(stage.head[-1], backend, folding)
-            thr = rtl_cost.threshold_unit(policy, n_classes, stage.logits.bits, head_lanes,
-                                          exit_table(tables, k), parallel=sc.parallel_threshold)
+        kind, table = design.exit_unit(k)
+        sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(kind, n_classes, compute_ii))
+        if not last or backend == "rtl":  # the final exit's unit (the argmax) is the RTL's only
+            thr = rtl_cost.threshold_unit(kind, n_classes, stage.logits.bits, _out_lanes(stage.head[-1], backend, folding),
+                                          table, parallel=sc.parallel_threshold)
             sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
             head_lat += float(thr.latency)
+        if not last:
             depth = _depth(stage, k, buffer_depths)
             bits = feats.bits
             # the RTL's buffer holds `depth` samples, decided or not (docs/hw_models.md)
@@ -104,13 +90,6 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
             d = head_lat if decision_latency is None else float(decision_latency[k])
             sc.boundary_latency = 1.0 + max(float(buf.latency), d)
         sc.head_latency = head_lat
-        if last and backend == "rtl":
-            # the final exit's threshold unit (margin >= 0: the argmax; codesign/rtl/)
-            head_lanes = _out_lanes(stage.head[-1], backend, folding)
-            thr = rtl_cost.threshold_unit(policies.ARGMAX, n_classes, stage.logits.bits, head_lanes, {},
-                                          parallel=sc.parallel_threshold)
-            sc.blocks.append(Block(f"s{k}_threshold", "threshold_unit", "ee", thr))
-            sc.head_latency += float(thr.latency)
         if last:
             merge = rtl_cost.exit_merge(len(stages), merge_result_bits(n_classes))
             sc.blocks.append(Block("exit_merge", "exit_merge", "ee", merge))
@@ -119,7 +98,7 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
     return out
 
 
-def _features(stage: Stage):
+def features_of(stage: Stage):
     """The stage's feature map (what its conditional buffer holds): its features, or the output of
     its backbone in the last stage, which has none."""
     return stage.features or (stage.layers[-1].output if stage.layers else stage.input)

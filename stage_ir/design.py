@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from stage_ir.errors import UserError
 from stage_ir.kinds import Layer, LayerKind, MatrixLayer
-from stage_ir.policies import POLICIES
+from stage_ir.policies import ARGMAX, POLICIES
 from stage_ir.tensors import IRModel, TensorSpec
 
 SCHEMA = 1
@@ -89,6 +89,16 @@ class Design(IRModel):
     @property
     def num_exits(self) -> int:
         return len(self.stages)
+
+    def exit_unit(self, k: int) -> tuple[str, dict[str, Any]]:
+        """(policy, table) of exit k's threshold unit: the design's policy and exit k's table
+        (policies.make_tables: {"exits": [one per early exit]}; {} before calibration), or the
+        argmax with no table for the final exit and for a design without a policy."""
+        pol = self.policy
+        if pol is None or k == self.num_exits - 1:
+            return ARGMAX, {}
+        exits = pol.tables.get("exits") or []
+        return pol.kind, exits[k] if 0 <= k < len(exits) else {}
 
     @property
     def exits_kept(self) -> list[int]:

@@ -138,7 +138,7 @@ class TopBuilder:
         design, policy = self.design, self.design.policy
         last = k == design.num_exits - 1
         c = design.num_classes
-        kind = pol.ARGMAX if last else policy.kind  # final exit: margin >= 0 is the argmax, always exits
+        kind, table = design.exit_unit(k)  # final exit: margin >= 0 is the argmax, always exits
         params: dict[str, Any] = {"C": c, "LB": lb, "POLICY": pol.get(kind).rtl_code}
         info: dict[str, Any] = {"index": k, "policy": None if last else kind}
         if last:
@@ -151,7 +151,7 @@ class TopBuilder:
             thr = f"threshold_{k}"
             self.net.ports.append(TopPort(thr, "input", tb, f"exit {k} {kind} threshold, signed, in [{lo}, {hi}]"))
             info.update(threshold_port=thr, threshold_bits=tb, threshold_range=[lo, hi])
-            own, files = pol.get(kind).rtl_params(policy.tables["exits"][k], k)
+            own, files = pol.get(kind).rtl_params(table, k)
             params.update(own)
             self.files.update(files)
         params.update(CNT_BITS=self.cnt_bits, FIRST_EXIT=int(k == 0))

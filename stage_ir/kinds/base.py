@@ -49,6 +49,11 @@ def check_fold(where: str, what: str, value: int, dim: int, dim_name: str, legal
         raise UserError(f"{where}: {what}={value} {rule}; legal values: {', '.join(map(str, legal))}")
 
 
+def kind_name(cls: type["LayerKind"]) -> str:
+    """The `kind` a design.json layer of this class gives."""
+    return cls.model_fields["kind"].default
+
+
 class LayerKind(IRModel):
     """One layer of a stage. A kind is a subclass with a `kind: Literal[...]` field and a `macs`
     (property or field), registered in stage_ir.kinds; its class-level flags tell the walks how

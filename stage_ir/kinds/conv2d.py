@@ -2,7 +2,7 @@
 MW = KH*KW*IC, one output pixel per position, HWC stream order (docs/ir.md)."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,7 +17,6 @@ from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 
 class Conv2dLayer(MatrixLayer):
     kind: Literal["conv2d"] = "conv2d"
-    torch_class: ClassVar[str] = "QuantConv2d"
     onnx_ops = ("Conv",)
     spatial = True
     in_channels: int
@@ -145,7 +144,8 @@ class Conv2dSpec(LayerSpec):
     bits: BITS | None = None
 
     computes = True
-    torch_class: ClassVar[str] = "brevitas.nn.QuantConv2d"
+    torch_class = "brevitas.nn.QuantConv2d"
+    ir_kind = Conv2dLayer
 
     def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
         return window.window_out_shape(where, self.type, shape, self.out_channels, self.kernel, self.stride,

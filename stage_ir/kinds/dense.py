@@ -1,7 +1,7 @@
 """dense: a fully connected layer (QuantLinear) on a flat input; an MVU of MW = in_features."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -14,7 +14,6 @@ from stage_ir.kinds.spec import BITS, LayerPlan, LayerSpec, Quant, TorchModule
 
 class DenseLayer(MatrixLayer):
     kind: Literal["dense"] = "dense"
-    torch_class: ClassVar[str] = "QuantLinear"
     onnx_ops = ("MatMul",)
     in_features: int
     out_features: int
@@ -51,7 +50,7 @@ class DenseLayer(MatrixLayer):
             weight = weight[:, hwc_permutation(chw)]
         params, files = self.mvu_params(array, weight)
         params = {"MW": self.in_features, "MH": self.out_features, **params}
-        cycles = (self.out_features / pe) * (self.in_features / simd)
+        cycles = float(self.cycles(pe, simd))
         # the MVU takes a sample's inputs in its first output fold only, then computes the other
         # folds from its input buffer: a one-sample FIFO keeps the producer running meanwhile
         input_fifo = max(2, self.in_features // simd) if self.out_features > pe else 0
@@ -73,7 +72,8 @@ class LinearSpec(LayerSpec):
 
     computes = True
     classifier = True
-    torch_class: ClassVar[str] = "brevitas.nn.QuantLinear"
+    torch_class = "brevitas.nn.QuantLinear"
+    ir_kind = DenseLayer
 
     def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
         if len(shape) != 1:

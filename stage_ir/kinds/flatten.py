@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -15,7 +15,6 @@ from stage_ir.kinds.spec import LayerPlan, LayerSpec, TorchModule
 
 class FlattenLayer(LayerKind):
     kind: Literal["flatten"] = "flatten"
-    torch_class: ClassVar[str] = "Flatten"
     macs: int = 0
 
     hardware = False
@@ -40,7 +39,8 @@ class FlattenLayer(LayerKind):
 class FlattenSpec(LayerSpec):
     type: Literal["flatten"]
 
-    torch_class: ClassVar[str] = "torch.nn.Flatten"
+    torch_class = "torch.nn.Flatten"
+    ir_kind = FlattenLayer
 
     def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
         if len(shape) != 3:

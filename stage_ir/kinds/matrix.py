@@ -106,7 +106,7 @@ def mvu_cost(geo: MatrixGeometry, pe, simd, coef: dict) -> Cost:
     pe = np.asarray(pe, dtype=float)
     simd = np.asarray(simd, dtype=float)
     lanes = pe * simd
-    cycles = geo.positions * (geo.mh / pe) * (geo.mw / simd)
+    cycles = window_walk(geo, pe, simd)
     product_bits = geo.w_bits + geo.x_bits
     sum_bits = product_bits + np.ceil(np.log2(np.maximum(simd, 1)))
     on_dsp = product_uses_dsp(geo.w_bits, geo.x_bits, c)
@@ -140,12 +140,6 @@ def mvu_cost(geo: MatrixGeometry, pe, simd, coef: dict) -> Cost:
     return Cost(cycles=cycles, latency=cycles + m["pipeline_cycles"],
                 lut=m["base_lut"] + mult_lut + adder_lut + acc_lut + input_lut + requant_lut + w_lut + fifo_lut,
                 ff=ff, dsp=dsp, bram18=w_bram)
-
-
-def legal_reuse_factors(geo: MatrixGeometry) -> list[int]:
-    """hls4ml accepts RFs that divide MW*MH (its valid-RF rule, simplified)."""
-    n = geo.mw * geo.mh
-    return [r for r in range(1, min(n, 4096) + 1) if n % r == 0]
 
 
 def matmul_hls_cost(geo: MatrixGeometry, reuse_factor, strategy: str, coef: dict, memory: dict) -> Cost:

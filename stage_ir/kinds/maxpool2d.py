@@ -1,7 +1,7 @@
 """maxpool2d: a streaming max pool (cs_maxpool) over the producer's PE channels per cycle."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,7 +17,6 @@ from stage_ir.kinds.window import window_out_shape
 
 class MaxPool2dLayer(LayerKind):
     kind: Literal["maxpool2d"] = "maxpool2d"
-    torch_class: ClassVar[str] = "MaxPool2d"
     onnx_ops = ("MaxPool",)
     spatial = True
     kernel: list[int]
@@ -78,7 +77,8 @@ class MaxPoolSpec(LayerSpec):
     kernel: int = Field(2, ge=1, le=8)
     stride: int | None = Field(None, ge=1, le=8, description="default: kernel")
 
-    torch_class: ClassVar[str] = "torch.nn.MaxPool2d"
+    torch_class = "torch.nn.MaxPool2d"
+    ir_kind = MaxPool2dLayer
 
     def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
         return window_out_shape(where, self.type, shape, None, self.kernel, self.stride or self.kernel, 0)

@@ -2,7 +2,7 @@
 relu layer, it is that layer's `act` (requantisation, docs/ir.md)."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,7 +17,7 @@ class ReluSpec(LayerSpec):
 
     activation = True
     act_bits = True
-    torch_class: ClassVar[str] = "brevitas.nn.QuantReLU"
+    torch_class = "brevitas.nn.QuantReLU"
 
     def torch_module(self, plan: LayerPlan, raw_output: bool, folded: bool) -> TorchModule:
         return TorchModule(self.torch_class, (), {"act_quant": Quant("act", plan.bits), "return_quant_tensor": True})

@@ -59,6 +59,8 @@ class LayerSpec(StrictConfig):
     folds_into_previous: ClassVar[bool] = False  # trained in float, folded into the compute layer before it
     classifier: ClassVar[bool] = False   # may end a head: its outputs are the logits
     act_bits: ClassVar[bool] = False     # its `bits` default to quant.act_bits (else quant.weight_bits)
+    torch_class: ClassVar[str]           # dotted path of the module it becomes
+    ir_kind: ClassVar[type | None] = None  # the stage IR kind its trained module is exported as
 
     def out_shape(self, shape: tuple[int, ...], num_classes: int, where: str) -> tuple[int, ...]:
         return shape

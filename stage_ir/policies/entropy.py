@@ -9,7 +9,7 @@ import numpy as np
 
 from stage_ir.kinds.rom import hex_lines
 from stage_ir.policies.max_softmax import MaxSoftmax
-from stage_ir.policies.tables import LOG_FRAC, LOG_MANT, PROB_BITS, entropy_lhs, float_softmax, log2_fixed, softmax_sum
+from stage_ir.policies.tables import LOG_FRAC, LOG_MANT, entropy_lhs, float_softmax, log2_fixed, softmax_sum
 
 
 class Entropy(MaxSoftmax):
@@ -66,7 +66,7 @@ class Entropy(MaxSoftmax):
 
     def sequential_extra(self, t, num_classes, logit_bits, tab, cmp_bits):
         steps, _ = super().sequential_extra(t, num_classes, logit_bits, tab, cmp_bits)
-        sum_bits = int(tab.get("p", PROB_BITS)) + 1 + int(np.ceil(np.log2(num_classes)))
+        sum_bits = self.sum_bits(tab, num_classes)
         g_bits = int(tab.get("g", LOG_FRAC))
         m_bits = int(tab.get("m", LOG_MANT))
         lut = np.ceil((2 ** m_bits) * g_bits / t["exp_table_bits_per_lut"]) + 2 * sum_bits

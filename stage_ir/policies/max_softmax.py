@@ -61,10 +61,15 @@ class MaxSoftmax(ExitPolicy):
         ex.update(thr_type=f"ap_uint<{ex['sum_bits']}>", score_type=f"ap_uint<{ex['sum_bits']}>",
                   rule="exit when sum_j E[(top1 - z_j) >> S] <= threshold")
 
+    @staticmethod
+    def sum_bits(tab: dict[str, Any], num_classes: int) -> int:
+        """Width of the sequential unit's sum of exp values (P + 1 bits each, C of them)."""
+        return int(tab.get("p", PROB_BITS)) + 1 + int(np.ceil(np.log2(num_classes)))
+
     def sequential_extra(self, t, num_classes, logit_bits, tab, cmp_bits):
         p_bits = int(tab.get("p", PROB_BITS))
         n_exp = int(tab.get("n", MAX_ENTRIES))
-        sum_bits = p_bits + 1 + int(np.ceil(np.log2(num_classes)))
+        sum_bits = self.sum_bits(tab, num_classes)
         # second pass over the stored logits: subtract, shift, look up, accumulate
         lut = cmp_bits + np.ceil(n_exp * (p_bits + 1) / t["exp_table_bits_per_lut"]) + sum_bits
         ff = num_classes * logit_bits * t.get("ff_per_stored_logit_bit", 1.0) + sum_bits
