@@ -1,4 +1,5 @@
-"""RUN/design.json = the exported IR + the calibrated policy (+ the DSE's choice), composed in one place.
+"""RUN/design.json = the exported IR + the calibrated policy (+ the DSE's choice) + the hardware
+decisions, composed in one place.
 
 `codesign export`, `calibrate` and `dse` all write design.json through `write_design`, so
 what the back ends build is always derived from RUN/export/design.json (every exit, as
@@ -39,7 +40,8 @@ def compose_design(exported: Design, policy: Policy | None, choice: dict[str, An
     """The design to build: `exported` with `policy`, reduced to the DSE's `choice` if given.
 
     `choice` is dse.json's `chosen` (exits_kept, folding, buffer_depths, thresholds: one per
-    kept early exit). Keeping no early exit gives one stage and no policy."""
+    kept early exit). Keeping no early exit gives one stage and no policy. The result holds its
+    hardware decisions (hw_models.decide): the DSE's folding and depths, the rest by rule."""
     if policy is not None and len(policy.thresholds) != exported.num_exits - 1:
         raise UserError(f"{exported.root / POLICY_FILE} has {len(policy.thresholds)} thresholds but the export has "
                         f"{exported.num_exits - 1} early exits; rerun `codesign calibrate {exported.root}`")
@@ -58,7 +60,12 @@ def compose_design(exported: Design, policy: Policy | None, choice: dict[str, An
         design.policy = Policy(kind=kind, thresholds=thresholds, tables=tables,
                                float_thresholds=[policies.int_to_float_threshold(kind, t, tables, k)
                                                  for k, t in enumerate(thresholds)])
-    return design
+    from hw_models.stages import decide
+
+    # the hardware decisions the back ends read (the threshold unit's form follows the policy)
+    decided = decide(design)
+    decided._root, decided._cache = design.root, design._cache
+    return decided
 
 
 def write_design(run: Path, choice: dict[str, Any] | None = None, device: str | None = None) -> Design:

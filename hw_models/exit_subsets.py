@@ -2,9 +2,10 @@
 each kept exit keeps its own policy entries, and the DSE's folding and buffer depths are written in."""
 from __future__ import annotations
 
-from stage_ir import Design, Folding, MatrixLayer, Policy
+from stage_ir import Design, MatrixLayer, Policy
 
 from . import rtl_cost
+from .decisions import draft, input_pixels_per_beat
 from .dse_tables import _groups
 
 
@@ -52,18 +53,11 @@ def _kept_policy(policy: Policy | None, exits: list[int]) -> Policy | None:
 
 def chosen_design(design: Design, chosen: dict) -> Design:
     """The design the DSE chose (`chosen`: its result's "chosen"): the kept exits only
-    (`reduced_design`), with the chosen folding and buffer depths written in."""
+    (`reduced_design`), with the chosen folding and buffer depths written in (decisions.draft:
+    pixels per beat by rule, the stages' decisions left to `stages.decide`)."""
     new = reduced_design(design, list(chosen["exits_kept"][:-1]))
-    fold = {name: Folding.model_validate(f) for name, f in chosen["folding"].items()}
-    depths = [int(d) for d in chosen["buffer_depths"]]
-    stages = []
-    for k, st in enumerate(new.stages):
-        update = {key: [l.model_copy(update={"folding": fold[l.name]}) if l.name in fold else l
-                        for l in getattr(st, key)] for key in ("layers", "head")}
-        if k < min(len(depths), len(new.stages) - 1):  # early exits only
-            update["buffer_depth"] = depths[k]
-        stages.append(st.model_copy(update=update))
-    return new.model_copy(update={"stages": stages})
+    depths = [int(d) for d in chosen["buffer_depths"]][:len(new.stages) - 1]
+    return draft(new, chosen["folding"], depths + [st.buffer_depth for st in new.stages[len(depths):-1]])
 
 
 def fold_for_ii(layer: MatrixLayer, ii: float, first: bool = False) -> dict:
@@ -72,7 +66,7 @@ def fold_for_ii(layer: MatrixLayer, ii: float, first: bool = False) -> dict:
     Ties: the slower of equal lane counts (closest to ii), then the smaller PE.  `first`: the
     layer is the network's first (geometry.input_layer_name)."""
     # its cycles include a conv's input-read bound
-    pairs = [(pe, simd, float(rtl_cost.layer_cost(layer, pe, simd, first=first).cycles))
+    pairs = [(pe, simd, float(rtl_cost.layer_cost(layer, pe, simd, ipb=input_pixels_per_beat(layer, pe, simd, first)).cycles))
              for pe, simd in layer.foldings().astype(int).tolist()]
     fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
     pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))

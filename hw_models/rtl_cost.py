@@ -18,12 +18,12 @@ def _rtl(coef: dict | None) -> dict:
     return coef if coef is not None else coefficients()["rtl"]
 
 
-def layer_cost(layer: LayerKind, pe=1, simd=1, lanes=1, first: bool = False, coef: dict | None = None) -> Cost:
+def layer_cost(layer: LayerKind, pe=1, simd=1, lanes=1, ipb=1, coef: dict | None = None) -> Cost:
     """RTL cost of one IR layer (its kind's model, stage_ir.kinds): a compute layer at folding
-    (pe, simd), `first` when it is the network's first (it may read several pixels per beat);
+    (pe, simd) reading `ipb` input pixels per beat (above 1 only as the network's first layer);
     any other layer fed `lanes` elements per beat.  numpy-broadcastable."""
     if layer.computes:
-        return layer.rtl_cost(_rtl(coef), pe, simd, first)
+        return layer.rtl_cost(_rtl(coef), pe, simd, ipb)
     return layer.stream_cost(_rtl(coef), lanes)
 
 

@@ -15,23 +15,27 @@ from __future__ import annotations
 
 from stage_ir import Design, MatrixLayer, Stage
 
+from .decisions import decision_fifo_depth
 from .geometry import compute_layers, folding_of
 
 THRESHOLD_UNIT_SAMPLES = 2  # one result waiting at the decision + the next sample being scanned
-DECISION_FIFO_SLACK = 1     # codesign/rtl/: decision FIFO of depth + 1 (a sample may still be entering)
 
 
 def decision_capacity(stage: Stage, num_classes: int, folding: dict | None = None, depth: int | None = None) -> int:
     """Samples written past a continuing head that waits at the buffer, before stage k stalls.
 
-    The decision FIFO (depth + 1) + the threshold unit (2: a result waiting + the next sample)
-    + 1 per compute layer of the exit head: always more than the buffer's `depth` (default:
-    the stage's buffer_depth), so min(depth, capacity) = depth.  Before the FIFO the capacity
-    was the last two terms alone, fitted to Verilator replays (3 for one-layer heads).
+    The decision FIFO (the stage's decision_fifo_depth as decided; by its rule, depth + 1, for
+    a buffer `depth` given or a design not yet decided) + the threshold unit (2: a result
+    waiting + the next sample) + 1 per compute layer of the exit head: always more than the
+    buffer's depth, so min(depth, capacity) = depth.  Before the FIFO the capacity was the last
+    two terms alone, fitted to Verilator replays (3 for one-layer heads).
     """
     _ = num_classes
-    depth = int(depth if depth is not None else stage.buffer_depth)
-    return depth + DECISION_FIFO_SLACK + THRESHOLD_UNIT_SAMPLES + len(compute_layers(stage.head))
+    if depth is None and stage.hardware is not None:
+        fifo = int(stage.hardware.decision_fifo_depth)
+    else:
+        fifo = decision_fifo_depth(depth if depth is not None else stage.buffer_depth)
+    return fifo + THRESHOLD_UNIT_SAMPLES + len(compute_layers(stage.head))
 
 
 def input_queue(stage: Stage, folding: dict | None = None) -> int:

@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stage_ir import Cost, Design, LayerKind, Stage
+from stage_ir import Cost, Design, LayerKind, Stage, StageHardware
 from stage_ir.errors import UserError
 
-from . import hls_cost, rtl_cost
+from . import decisions, hls_cost, rtl_cost
 from .geometry import folding_of, input_layer_name
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
@@ -53,9 +53,33 @@ def merge_result_bits(num_classes: int) -> int:
 def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = None,
                 buffer_depths: list[int] | None = None, strategy: str = "latency",
                 decision_latency: list[float] | None = None) -> list[StageCost]:
-    """Per-stage blocks and costs.  ``folding``: {layer name: {pe, simd} or {reuse_factor}}."""
+    """Per-stage blocks and costs.  ``folding``: {layer name: {pe, simd} or {reuse_factor}}.
+
+    RTL: a decided design (stage_ir.Design.decided) is costed with the decisions it holds; with
+    `folding` or `buffer_depths` given, or before the design is decided, with the decisions' rules
+    (decisions.draft: what `decide` would write)."""
     if backend not in BACKENDS:
         raise UserError(f"unknown back end {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "rtl" and (folding is not None or buffer_depths is not None or not design.decided):
+        design, folding, buffer_depths = decisions.draft(design, folding, buffer_depths), None, None
+    return _costs(design, backend, folding, buffer_depths, strategy, decision_latency)
+
+
+def decide(design: Design, folding: dict | None = None, buffer_depths: list[int] | None = None) -> Design:
+    """`design` (a copy) with `folding`, `buffer_depths` and every hardware decision written in,
+    each by its rule (hw_models.decisions): what the DSE chose, or the defaults when none ran."""
+    drafted = decisions.draft(design, folding, buffer_depths)
+    costs = _costs(drafted, "rtl", None, None, "latency", None)
+    last = len(drafted.stages) - 1
+    stages = [st.model_copy(update={"hardware": StageHardware(
+        threshold_form=decisions.threshold_form(sc.parallel_threshold),
+        decision_fifo_depth=None if k == last else decisions.decision_fifo_depth(_depth(st, k, None)))})
+        for k, (st, sc) in enumerate(zip(drafted.stages, costs))]
+    return drafted.model_copy(update={"stages": stages})
+
+
+def _costs(design: Design, backend: str, folding: dict | None, buffer_depths: list[int] | None, strategy: str,
+           decision_latency: list[float] | None) -> list[StageCost]:
     stages = design.stages
     n_classes = design.num_classes
     out = []
@@ -73,7 +97,10 @@ def stage_costs(design: Design, backend: str = "rtl", folding: dict | None = Non
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
         compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.paces] + [1.0])
         kind, table = design.exit_unit(k)
-        sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(kind, n_classes, compute_ii))
+        if stage.hardware is not None:  # decided: as written
+            sc.parallel_threshold = backend == "rtl" and stage.hardware.threshold_form == "pipelined"
+        else:
+            sc.parallel_threshold = backend == "rtl" and bool(rtl_cost.threshold_parallel(kind, n_classes, compute_ii))
         if not last or backend == "rtl":  # the final exit's unit (the argmax) is the RTL's only
             thr = rtl_cost.threshold_unit(kind, n_classes, stage.logits.bits, _out_lanes(stage.head[-1], backend, folding),
                                           table, parallel=sc.parallel_threshold)
@@ -131,13 +158,13 @@ def _chain(layers: list[LayerKind], part: str, backend: str, folding: dict | Non
             pe, simd = folding_of(layer, folding)
             # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window),
             # times the pixels per beat of the network's first layer
-            is_first = layer.name == first
-            in_lanes = int(layer.in_lanes(pe, simd, is_first))
+            ipb = layer.folding.pixels_per_beat if layer.name == first else 1
+            in_lanes = int(layer.in_lanes(pe, simd, ipb))
             if lanes is not None and lanes != in_lanes:
                 dwc = rtl_cost.width_converter(layer.input.size, layer.input.bits, lanes, in_lanes)
                 blocks.append(Block(f"{layer.name}_dwc", "dwc", part, dwc))
                 latency += float(dwc.latency)
-            cost = rtl_cost.layer_cost(layer, pe, simd, first=is_first)
+            cost = rtl_cost.layer_cost(layer, pe, simd, ipb=ipb)
             lanes = pe
         else:
             cost = rtl_cost.layer_cost(layer, lanes=lanes or 1)

@@ -24,6 +24,21 @@ DESIGN_FILE = "design.json"
 EXPORTED_FILE = "export/design.json"
 
 
+THRESHOLD_FORMS = ("sequential", "pipelined")
+
+
+class StageHardware(IRModel):
+    """The hardware decisions of one stage that are not a layer's folding (hw_models.decisions
+    writes them from the DSE's choice or the defaults; the RTL generator and the cost model read
+    them as written)."""
+
+    # cs_threshold_unit (C + 1 cycles per sample per pass) or cs_threshold_pipe (II = 1)
+    threshold_form: Literal[THRESHOLD_FORMS]
+    # entries of the FIFO holding exit k's decisions in front of its conditional buffer (early
+    # exits only): a decision may arrive while its sample is still entering the buffer
+    decision_fifo_depth: int | None = Field(None, ge=1)
+
+
 class Stage(IRModel):
     index: int
     input: TensorSpec
@@ -36,6 +51,8 @@ class Stage(IRModel):
     # the exported stages (RUN/export/stage_<k>.onnx) this stage runs: their backbones in order,
     # the head of the last one (a DSE-dropped exit's stage merges into the next kept one)
     export_stages: list[int] = Field(default_factory=list)
+    # None until decided (RUN/export/design.json); every RUN/design.json has them
+    hardware: StageHardware | None = None
 
     @model_validator(mode="after")
     def _default_export_stages(self) -> "Stage":
@@ -84,7 +101,33 @@ class Design(IRModel):
                              "buffer's samples)")
         if self.policy is not None and len(self.policy.thresholds) != len(self.stages) - 1:
             raise ValueError(f"policy has {len(self.policy.thresholds)} thresholds for {len(self.stages) - 1} early exits")
+        self._check_decisions()
         return self
+
+    def _check_decisions(self) -> None:
+        """Hardware decisions are all there or none is, and each is one the hardware can build."""
+        decided = [st.hardware is not None for st in self.stages]
+        if any(decided) and not all(decided):
+            raise ValueError(f"stages {[i for i, d in enumerate(decided) if not d]} have no hardware decisions but "
+                             "others do; decide the design as a whole (hw_models.decide)")
+        for st in self.stages:
+            early = st.index < len(self.stages) - 1
+            if st.hardware is not None and (st.hardware.decision_fifo_depth is not None) != early:
+                raise ValueError(f"stage {st.index}: decision_fifo_depth belongs to early exits only "
+                                 f"(the stage {'is' if early else 'is not'} one)")
+        first = next((l for st in self.stages for l in st.all_layers if l.hardware), None)
+        for layer in self.layers():
+            ipb = getattr(getattr(layer, "folding", None), "pixels_per_beat", 1)
+            problem = (layer.pixels_per_beat_problem(ipb) if layer is first and layer.computes else
+                       None if ipb == 1 else f"pixels_per_beat {ipb}: only the network's first layer reads "
+                                             "several pixels per beat")
+            if problem:
+                raise ValueError(f"layer {layer.name}: {problem}")
+
+    @property
+    def decided(self) -> bool:
+        """Its hardware decisions are written in (hw_models.decide); the back ends need them."""
+        return self.stages[0].hardware is not None
 
     @property
     def num_exits(self) -> int:

@@ -55,3 +55,6 @@ class Act(IRModel):
 class Folding(IRModel):
     pe: int = Field(1, ge=1)
     simd: int = Field(1, ge=1)
+    # input pixels per beat: above 1 for the network's first layer only (a conv fed by s_axis);
+    # a hardware decision (hw_models.decisions), read as written once the design is decided
+    pixels_per_beat: int = Field(1, ge=1)

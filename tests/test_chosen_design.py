@@ -15,6 +15,7 @@ import pytest
 
 from codesign.compose import calibrated_policy, compose_design
 from codesign.ir import load_design, load_exported_design, save_design
+from hw_models.stages import decide
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 
@@ -70,7 +71,7 @@ def test_design_json_is_the_reduced_design(dropped):
     assert design.policy.tables["num_exits"] == 2
     assert design.policy.tables["exits"][0] == calibrated_policy(dropped).tables["exits"][0]
     for name, fold in chosen["folding"].items():
-        assert design.layer(name).folding.model_dump() == fold
+        assert design.layer(name).folding.model_dump(include={"pe", "simd"}) == fold
     assert design.stages[0].buffer_depth == chosen["buffer_depths"][0]
     # the exported IR is still the whole network, unfolded and without a policy
     assert exported.num_exits == 3 and exported.policy is None
@@ -207,10 +208,7 @@ def _unreduced(dropped: Path, folder: Path) -> Path:
     shutil.copytree(dropped, folder, ignore=shutil.ignore_patterns("rtl", "hls", "synth.json"))
     chosen = json.loads((dropped / "dse.json").read_text())["chosen"]
     design = compose_design(load_exported_design(folder), calibrated_policy(folder))
-    for layer in design.layers():
-        if layer.name in chosen["folding"]:
-            layer.folding = layer.folding.model_validate(chosen["folding"][layer.name])
-    design.stages[0].buffer_depth, design.stages[1].buffer_depth = chosen["buffer_depths"][0], 1
+    design = decide(design, chosen["folding"], [chosen["buffer_depths"][0], 1])
     design.device = "xc7z020"
     save_design(design, folder)
     generate_rtl(folder)

@@ -192,7 +192,8 @@ def test_only_the_first_layer_reads_several_pixels_per_beat():
     first, second = L(first), L(second)
     assert float(rtl_cost.layer_cost(first, 6, 25).cycles) == 784
     assert cycles["c2"] == 24 * 24                                     # input-bound, IPB 1
-    assert float(rtl_cost.layer_cost(second, 6, 150, first=True).cycles) == 400  # what IPB would give it
+    ipb = int(second.pixels_per_beat(6, 150))  # what the first layer's rule would give it
+    assert float(rtl_cost.layer_cost(second, 6, 150, ipb=ipb).cycles) == 400
     # the DSE's folding helper reaches the compute bound only for the first layer
     from hw_models.exit_subsets import fold_for_ii
     assert fold_for_ii(first, 576, first=True) == {"pe": 6, "simd": 25}
@@ -308,7 +309,7 @@ def test_dse_outputs_and_gain(tmp_path):
     assert r["pareto"] and r["points_per_second"] > 0
     assert plot_pareto(r, tmp_path / "dse.png").stat().st_size > 1000
     new = chosen_design(cnn_design(), r["chosen"])
-    assert new.stages[0].layers[0].folding.model_dump() == r["chosen"]["folding"]["s0_c0"]
+    assert new.stages[0].layers[0].folding.model_dump(include={"pe", "simd"}) == r["chosen"]["folding"]["s0_c0"]
     assert len(new.stages) == len(r["chosen"]["exits_kept"])
 
 
@@ -407,7 +408,7 @@ def test_a_dropped_exit_is_not_in_the_chosen_design():
     assert [l["name"] for l in s1["layers"]] == ["m_c0"] + [l["name"] for l in design["stages"][2]["layers"]]
     assert s1["head"] == design["stages"][2]["head"] and s1["input"] == design["stages"][1]["input"]
     assert s1["macs"] == {"backbone": 500, "head": 30} and s0["buffer_depth"] == 4
-    assert s1["layers"][0]["folding"] == {"pe": 4, "simd": 2}
+    assert s1["layers"][0]["folding"] == {"pe": 4, "simd": 2, "pixels_per_beat": 1}
     names = {l.name for l in new.layers()}
     assert not names & {l["name"] for l in design["stages"][1]["head"]}  # the dropped head is gone
     assert len(stage_costs(new, "rtl")) == 2
@@ -460,3 +461,73 @@ def test_dse_and_stage_model_cost_the_exit_merge_alike():
     last = _groups(design, (0,))[-1]
     lut, ff = _ee_resources(design, last, np.array([1]), True)[0][:2]
     assert (lut, ff) == (float(merge.cost.lut), float(merge.cost.ff))
+
+
+# ------------------------------------------------------------ decisions in design.json (hw_models.decisions)
+def test_decide_writes_every_decision_the_generator_reads():
+    """decide: each stage's threshold form and (early exits) decision FIFO depth, each compute layer's
+    input pixels per beat, all by the rules the DSE costs with."""
+    from hw_models.stages import decide
+
+    undecided = _three_stage_design()
+    assert not undecided.decided
+    design = decide(undecided)
+    assert design.decided and not undecided.decided  # a copy
+    assert [st.hardware.decision_fifo_depth for st in design.stages] == [9, 9, None]  # buffer_depth 8 + 1
+    costs = stage_costs(undecided, "rtl")
+    assert [st.hardware.threshold_form for st in design.stages] == [
+        "pipelined" if sc.parallel_threshold else "sequential" for sc in costs]
+    deeper = decide(undecided, buffer_depths=[3, 20])
+    assert [st.hardware.decision_fifo_depth for st in deeper.stages] == [4, 21, None]
+    assert [st.buffer_depth for st in deeper.stages] == [3, 20, None]
+
+
+def test_the_stored_threshold_form_is_what_the_model_costs():
+    """A hand-edited form in design.json is costed as written (the RTL generator builds it as written):
+    the model never re-derives it."""
+    from hw_models.stages import decide
+
+    design = decide(_three_stage_design())
+    forms = [st.hardware.threshold_form for st in design.stages]
+    flipped = design.model_copy(deep=True)
+    for st in flipped.stages:
+        st.hardware.threshold_form = "sequential" if st.hardware.threshold_form == "pipelined" else "pipelined"
+    before, after = stage_costs(design, "rtl"), stage_costs(flipped, "rtl")
+    assert [sc.parallel_threshold for sc in before] == [f == "pipelined" for f in forms]
+    assert [sc.parallel_threshold for sc in after] == [f != "pipelined" for f in forms]
+    lut = lambda costs, k: float({b.name: b for b in costs[k].blocks}[f"s{k}_threshold"].cost.lut)
+    assert all(lut(before, k) != lut(after, k) for k in range(3))
+
+
+def test_decisions_are_checked_on_load():
+    """All stages decided or none; a decision FIFO only where there is a conditional buffer;
+    several pixels per beat only on the first layer, only where its window walk allows."""
+    from hw_models.stages import decide
+
+    d = decide(_three_stage_design()).as_dict()
+    D(d)  # as decided: valid
+    partial = json.loads(json.dumps(d))
+    partial["stages"][1]["hardware"] = None
+    with pytest.raises(ValueError, match=r"stages \[1\] have no hardware decisions"):
+        D(partial)
+    last = json.loads(json.dumps(d))
+    last["stages"][2]["hardware"]["decision_fifo_depth"] = 4
+    with pytest.raises(ValueError, match="decision_fifo_depth belongs to early exits only"):
+        D(last)
+
+    def one_stage(layers, head_in):
+        return {"input": layers[0]["input"], "stages": [
+            {"index": 0, "layers": layers, "head": _head(head_in), "logits": _t([10], 16, True)}]}
+
+    def with_ipb(layer, ipb):
+        return dict(layer, folding={**layer["folding"], "pixels_per_beat": ipb})
+
+    c1 = dict(_mnist_conv("c1", k=5), folding={"pe": 6, "simd": 25})   # the rule gives it 2
+    assert D(one_stage([with_ipb(c1, 2), _flat("f", 6, 24, 24)], 6 * 24 * 24)).layers()[0].folding.pixels_per_beat == 2
+    with pytest.raises(ValueError, match="layer c1: pixels_per_beat 3 is not one of"):  # 3 does not divide IW = 28
+        D(one_stage([with_ipb(c1, 3), _flat("f", 6, 24, 24)], 6 * 24 * 24))
+    c2 = dict(_conv("c2", 6, 6, 24, 24), folding={"pe": 6, "simd": 54})
+    with pytest.raises(ValueError, match="layer c2: pixels_per_beat 2: only the network's first layer"):
+        D(one_stage([c1, with_ipb(c2, 2), _flat("f", 6, 24, 24)], 6 * 24 * 24))
+    with pytest.raises(ValueError, match="layer d: pixels_per_beat 2: a dense layer"):
+        D(one_stage([with_ipb(_dense("d", 64, 32), 2)], 32))

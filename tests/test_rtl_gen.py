@@ -21,6 +21,7 @@ from stage_ir.errors import UserError
 from codesign.rtl import (compare, generate_rtl, layer_unit, lint_rtl, load_manifest, reference, simulate,
                           split_inputs, verify_rtl)
 from codesign.timings import WALL_CLOCK_KEYS
+from hw_models.stages import decide as hw_decide
 import stage_ir
 
 # name -> (pe, simd): partly folded (converters of every kind: gather, split, PE 5 -> 10 logits)
@@ -56,13 +57,18 @@ def calibrated(src: Path, dst: Path, folding: dict[str, tuple[int, int]] | None 
     return dst
 
 
-def set_folding(run: Path, folding: dict[str, tuple[int, int]]) -> None:
+def set_folding(run: Path, folding: dict[str, tuple[int, int]], decide: bool = True) -> None:
+    """`folding` written into RUN/design.json as the DSE writes its choice (hw_models.decide: the
+    decisions that follow it too), or, `decide` False, as a hand edit of the folding alone."""
     design = ir.load_design(run)
     unknown = set(folding) - {layer.name for layer in design.layers()}
     assert not unknown, f"no such layer: {sorted(unknown)}"  # a misspelt name would leave a layer unfolded
-    for layer in design.layers():
-        if layer.name in folding:
-            layer.folding.pe, layer.folding.simd = folding[layer.name]
+    if decide:
+        design = hw_decide(design, {name: {"pe": pe, "simd": simd} for name, (pe, simd) in folding.items()})
+    else:
+        for layer in design.layers():
+            if layer.name in folding:
+                layer.folding.pe, layer.folding.simd = folding[layer.name]
     ir.save_design(design, run)
 
 
@@ -337,10 +343,44 @@ def test_design_without_policy(mlp_run: Path, tmp_path: Path) -> None:
         generate_rtl(run)
 
 
+def test_design_without_hardware_decisions(mlp: Path, tmp_path: Path) -> None:
+    """The generator builds what design.json decided and never decides itself: without the decisions
+    (a hand-written or older design.json) it stops."""
+    run = tmp_path / "run"
+    shutil.copytree(mlp, run)
+    design = ir.load_design(run)
+    for st in design.stages:
+        st.hardware = None
+    ir.save_design(design, run)
+    with pytest.raises(UserError, match=r"design.json holds no hardware decisions .*codesign calibrate"):
+        generate_rtl(run)
+    assert not (run / "rtl").exists()
+
+
+def test_a_hand_set_threshold_form_is_built_and_costed_as_written(mlp: Path, tmp_path: Path) -> None:
+    """Flip every exit's threshold-unit form in design.json: the RTL builds the other module, the
+    cost model costs it, and the whole test split stays bit exact."""
+    from hw_models.stages import stage_costs
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp, run)
+    design = ir.load_design(run)
+    module = {"sequential": "cs_threshold_unit", "pipelined": "cs_threshold_pipe"}
+    before = [st.hardware.threshold_form for st in design.stages]
+    for st in design.stages:
+        st.hardware.threshold_form = "sequential" if st.hardware.threshold_form == "pipelined" else "pipelined"
+    ir.save_design(design, run)
+    check_verify(run)
+    forms = [st.hardware.threshold_form for st in ir.load_design(run).stages]
+    assert forms != before
+    assert [e["threshold_module"] for e in load_manifest(run)["exits"]] == [module[f] for f in forms]
+    assert [sc.parallel_threshold for sc in stage_costs(ir.load_design(run), "rtl")] == [f == "pipelined" for f in forms]
+
+
 def test_folding_that_does_not_divide(mlp: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(mlp, run)
-    set_folding(run, {"s0_head_l0_dense": (3, 1)})
+    set_folding(run, {"s0_head_l0_dense": (3, 1)}, decide=False)
     with pytest.raises(UserError, match=r"s0_head_l0_dense \(stage 0\): pe=3 .*legal values: 1, 2, 5, 10"):
         generate_rtl(run)
 

@@ -11,6 +11,7 @@ import pytest
 
 from stage_ir.errors import UserError
 from codesign.ir import load_design, save_design
+from hw_models.stages import decide
 from codesign.rtl import Expected, compare, decode, generate_rtl, load_manifest, reference, simulate, split_inputs
 from codesign.sim_run import run_traffic, scoreboard
 from hw_models.rtl_cost import cond_buffer_slots
@@ -39,8 +40,8 @@ def variant(src: Path, tmp_path_factory, name: str, depth: int,
     run = tmp_path_factory.mktemp(name) / "run"
     shutil.copytree(src, run)
     design = load_design(run)
-    design.stages[0].buffer_depth = depth
-    save_design(design, run)
+    depths = [depth] + [st.buffer_depth for st in design.stages[1:-1]]
+    save_design(decide(design, buffer_depths=depths), run)  # and the decision FIFO that follows it
     if folding:
         set_folding(run, folding)
     generate_rtl(run)

@@ -17,10 +17,10 @@ the ports and the data path.
 from codesign.rtl.files import MANIFEST, RTL_DIR, VERIFY, generate_rtl, load_manifest, require_design, sim_probes
 from codesign.rtl.simulate import (Expected, Outcome, build_sim, compare, decode, input_beats, rom_files, sim_ports,
                                    simulate, split_inputs)
-from codesign.rtl.top import TAG_BITS, TopBuilder, input_lanes, layer_unit, threshold_forms, top_name
+from codesign.rtl.top import TAG_BITS, TopBuilder, input_lanes, layer_unit, top_name
 from codesign.rtl.verify import lint_rtl, reference, rtl_command, verify_rtl
 
 __all__ = ["MANIFEST", "RTL_DIR", "VERIFY", "TAG_BITS", "Expected", "Outcome", "TopBuilder", "build_sim", "compare",
            "decode", "generate_rtl", "input_beats", "input_lanes", "layer_unit", "lint_rtl", "load_manifest",
            "reference", "require_design", "rom_files", "rtl_command", "sim_ports", "sim_probes", "simulate",
-           "split_inputs", "threshold_forms", "top_name", "verify_rtl"]
+           "split_inputs", "top_name", "verify_rtl"]

@@ -36,15 +36,17 @@ class Cursor:
 
 
 def layer_unit(design: stage_ir.Design, layer: LayerKind, stage: int, in_lanes: int = 1,
-               chw: Sequence[int] | None = None, first: bool = False) -> RtlUnit | None:
+               chw: Sequence[int] | None = None) -> RtlUnit | None:
     """The library module, parameters and ROM files of one layer (its kind's `rtl_unit`,
     stage_ir.kinds); None for a layer without hardware (a flatten)."""
-    return layer.rtl_unit(design.array, f"layer {layer.name} (stage {stage})", in_lanes, chw, first)
+    return layer.rtl_unit(design.array, f"layer {layer.name} (stage {stage})", in_lanes, chw)
 
 
-def input_lanes(layer: MatrixLayer, first: bool = False) -> int:
-    """Elements per beat a compute layer's input stream carries at its folding (MatrixLayer.in_lanes)."""
-    return int(layer.in_lanes(layer.folding.pe, layer.folding.simd, first))
+def input_lanes(layer: MatrixLayer) -> int:
+    """Elements per beat a compute layer's input stream carries at its folding and pixels per
+    beat (MatrixLayer.in_lanes)."""
+    fold = layer.folding
+    return int(layer.in_lanes(fold.pe, fold.simd, fold.pixels_per_beat))
 
 
 class TopBuilder:
@@ -66,7 +68,6 @@ class TopBuilder:
         self.cnt_bits = k.bit_length() if _carries_state(design) else 1  # the state's count field
         self.state_bits = self.cnt_bits + self.cls_bits
         self.meta_bits = self.state_bits + self.idw  # {state, force_idx, force_en, tag}
-        self._forms: list[bool] | None = None
         self.input_layer: str | None = None  # name of the layer s_axis feeds (set by build)
 
     # ---- small pieces
@@ -106,7 +107,7 @@ class TopBuilder:
     # ---- layers
     def chain(self, layers: list[LayerKind], cur: Cursor, stage: int) -> Cursor:
         for layer in layers:
-            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw, first=layer.name == self.input_layer)
+            unit = layer_unit(self.design, layer, stage, cur.lanes, cur.chw)
             if unit is None:  # no hardware: a flatten of [C, H, W] makes the next dense permute its columns
                 shape = tuple(layer.input.shape)
                 cur = dataclasses.replace(cur, chw=shape if len(shape) == 3 else cur.chw)
@@ -156,11 +157,9 @@ class TopBuilder:
             self.files.update(files)
         params.update(CNT_BITS=self.cnt_bits, FIRST_EXIT=int(k == 0))
         out = self.net.stream(f"exit{k}_tu_out", self.cnt_bits + self.cls_bits + 1)
-        # the form follows hw_models (rtl_cost.threshold_parallel via stage_costs): the pipelined
-        # unit where the sequential one would be slower than the stage's compute layers
-        if self._forms is None:  # first needed after stage 0's layers passed the generator's own checks
-            self._forms = threshold_forms(design)
-        parallel = self._forms[k]
+        # the form is the design's decision (hw_models.decide: the pipelined unit where the
+        # sequential one would be slower than the stage's compute layers)
+        parallel = design.stages[k].hardware.threshold_form == "pipelined"
         module = "cs_threshold_pipe" if parallel else "cs_threshold_unit"
         self.net.add(self._use(module), f"u_exit{k}_tu", params,
                      _clk() + _io("in", src) + [("threshold", thr)] + _io("out", out),
@@ -224,10 +223,13 @@ class TopBuilder:
     def build(self) -> None:
         design, net = self.design, self.net
         k_exits = design.num_exits
-        # the layer s_axis feeds: its input lanes size s_axis (the cost model picks it the same way)
+        if not design.decided:
+            raise UserError(f"{design.root / stage_ir.DESIGN_FILE} holds no hardware decisions (threshold-unit "
+                            f"forms, decision FIFO depths, pixels per beat); rerun `codesign calibrate {design.root}`")
+        # the layer s_axis feeds: its input lanes (and pixels per beat) size s_axis
         self.input_layer = input_layer_name(design.stages)
         first = design.layer(self.input_layer) if self.input_layer is not None else None
-        in_lanes = input_lanes(first, True) if first is not None and first.computes else 1
+        in_lanes = input_lanes(first) if first is not None and first.computes else 1
         in_bits = design.input.bits
         in_elems = int(np.prod(design.input.shape))
         if in_bits > MAX_ACT_BITS:
@@ -288,9 +290,9 @@ class TopBuilder:
             slots = cond_buffer_slots(depth)  # the cost model sizes the buffer with the same function
             beats = feats.elements // feats.lanes
             # decisions wait here, not in the exit head, while their sample is still being written
-            # (cs_cond_buffer takes a decision once its sample is complete); depth + 1 entries
+            # (cs_cond_buffer takes a decision once its sample is complete): as deep as decided
             # (docs/hw_models.md "Decision capacity")
-            dec = self.fifo(f"exit{k}_dec_q", dec, depth + 1)
+            dec = self.fifo(f"exit{k}_dec_q", dec, stage.hardware.decision_fifo_depth)
             out = net.stream(f"buffer{k}_out", feats.sig.width)
             meta = net.stream(f"buffer{k}_meta", self.meta_bits)
             net.add(self._use("cs_cond_buffer"), f"u_buffer{k}",
@@ -316,7 +318,7 @@ class TopBuilder:
                           ("in_tready", cat([r.ready for r in results]))] + _io("out", m_axis),
                 comment="exit merge: round robin over the exits' results")
         self.in_lanes, self.in_bits = in_lanes, in_bits
-        self.in_pixels = in_lanes // input_lanes(first) if first is not None and first.computes else 1
+        self.in_pixels = first.folding.pixels_per_beat if first is not None and first.computes else 1
         order = ("clk", "rst", "s_axis", "m_axis", "threshold", "dbg_logits", "dbg_occupancy")
         net.ports.sort(key=lambda p: next(i for i, o in enumerate(order) if p.name.startswith(o)))
 
@@ -324,15 +326,6 @@ class TopBuilder:
 def top_name(design: stage_ir.Design) -> str:
     name = re.sub(r"[^0-9a-zA-Z_]", "_", design.name)
     return f"{name if re.match(r'[A-Za-z]', name) else 'd_' + name}_ee"
-
-
-def threshold_forms(design: stage_ir.Design) -> list[bool]:
-    """Per exit: True where the top uses the pipelined threshold unit (cs_threshold_pipe).
-    The choice is hw_models' (rtl_cost.threshold_parallel, applied in stage_costs), so the
-    analytical model and the generated RTL always agree on it."""
-    from hw_models.stages import stage_costs
-
-    return [sc.parallel_threshold for sc in stage_costs(design, "rtl")]
 
 
 def _carries_state(design: stage_ir.Design) -> bool:

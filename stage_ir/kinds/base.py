@@ -93,10 +93,9 @@ class LayerKind(IRModel):
             raise UserError(f"{where}: {self.input.bits}-bit inputs; the RTL modules take at most {MAX_ACT_BITS}-bit "
                             "activations (lower the activation bit width)")
 
-    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
-                 first: bool = False) -> RtlUnit | None:
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None) -> RtlUnit | None:
         """The library module, parameters and ROM files of this layer; None for a kind without
         hardware.  `in_lanes`: elements per beat arriving (the generator converts to the unit's);
-        `chw`: the [C, H, W] shape flattened before it; `first`: the network's first layer, fed by
-        s_axis; `where` names the layer in messages."""
+        `chw`: the [C, H, W] shape flattened before it (the input pixels per beat of the network's
+        first layer are its Folding's); `where` names the layer in messages."""
         raise UserError(f"{where}: kind {self.kind!r} has no RTL template")

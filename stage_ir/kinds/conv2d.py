@@ -61,31 +61,34 @@ class Conv2dLayer(MatrixLayer):
         _, ih, iw = self.input.shape
         return window.pixels_per_beat(self.geometry, ih, iw, pe, simd)
 
-    def rtl_cost(self, coef: dict, pe=1, simd=1, first: bool = False) -> Cost:
+    def pixels_per_beat_problem(self, ipb: int) -> str | None:
+        _, _, iw = self.input.shape
+        return window.pixels_per_beat_problem(self.geometry, iw, self.folding.simd, ipb)
+
+    def rtl_cost(self, coef: dict, pe=1, simd=1, ipb=1) -> Cost:
         """Sliding-window unit feeding an MVU SIMD columns of the (ky, kx, c) window at a time.
 
         SIMD = KP*IC (cs_swu's parallel window): KP read lanes; the input stays IC elements per
         beat, so a sample takes at least IH*IW cycles to read, unless the layer is the network's
-        first (`first`): it then takes pixels_per_beat (IPB) pixels per beat, and its line-buffer
-        word is IPB pixels wide."""
+        first: it may then take `ipb` pixels per beat (Folding.pixels_per_beat), and its
+        line-buffer word is IPB pixels wide."""
         geo = self.geometry
         core = mvu_cost(geo, pe, simd, coef)
         ic, _, w_in = self.input.shape
-        in_lanes = self.in_lanes(pe, simd, first)
+        in_lanes = self.in_lanes(pe, simd, ipb)
         lut, ff, bram = window.swu_extra(geo, ic, w_in, self.kernel, self.padding[1], simd, in_lanes, coef)
         s = coef["swu"]
-        cycles = self.cycles(pe, simd, first)
+        cycles = self.cycles(pe, simd, ipb)
         return Cost(cycles=cycles, latency=core.latency - core.cycles + cycles + s["pipeline_cycles"],
                     lut=core.lut + s["base_lut"] + lut, ff=core.ff + s["base_ff"] + ff,
                     dsp=core.dsp, bram18=core.bram18 + bram)
 
-    def cycles(self, pe=1, simd=1, first: bool = False):
+    def cycles(self, pe=1, simd=1, ipb=1):
         """Its window walk, or reading the input when that is slower (cs_conv, Verilator-exact)."""
         _, ih, iw = self.input.shape
-        return window.window_cycles(self.geometry, ih, iw, self.in_lanes(pe, simd, first), pe, simd)
+        return window.window_cycles(self.geometry, ih, iw, self.in_lanes(pe, simd, ipb), pe, simd)
 
-    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
-                 first: bool = False) -> RtlUnit:
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None) -> RtlUnit:
         """cs_conv: cs_swu's window (IPB pixels per beat as the network's first layer) into cs_mvu."""
         self.check_rtl_widths(where)
         pe, simd = self.folding.pe, self.folding.simd
@@ -97,12 +100,12 @@ class Conv2dLayer(MatrixLayer):
         params, files = self.mvu_params(array, rom.conv_weight_matrix(array(self.weight)))
         params = {"IC": self.in_channels, "OC": self.out_channels, "IH": ih, "IW": iw, "KH": kh, "KW": kw,
                   "SH": sh, "SW": sw, "PH": ph, "PW": pw, **params}
-        lanes = int(self.in_lanes(pe, simd, first))
-        ipb = int(self.pixels_per_beat(pe, simd)) if first else 1
+        ipb = self.folding.pixels_per_beat
+        lanes = int(self.in_lanes(pe, simd, ipb))
         if ipb > 1:  # left out at 1: the tops of designs without it stay as they were
             params["IPB"] = ipb
         # the window walk, or reading the input when KP positions per beat outrun it
-        cycles = float(self.cycles(pe, simd, first))
+        cycles = float(self.cycles(pe, simd, ipb))
         return RtlUnit("cs_conv", params, lanes, self.input.bits, pe, self.out_bits, files, cycles,
                        pixels_per_beat=ipb)
 

@@ -38,8 +38,7 @@ class DenseLayer(MatrixLayer):
         mw, mh = self.in_features, self.out_features
         return MatrixGeometry(mw, mh, mw, 1, self.input.bits, self.w_bits, self.acc_bits, self.out_bits)
 
-    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
-                 first: bool = False) -> RtlUnit:
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None) -> RtlUnit:
         """cs_mvu; fed in HWC order after a flatten of [C, H, W] (`chw`), so its columns are permuted."""
         self.check_rtl_widths(where)
         pe, simd = self.folding.pe, self.folding.simd

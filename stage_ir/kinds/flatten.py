@@ -32,7 +32,7 @@ class FlattenLayer(LayerKind):
     def hls_cost(self, coef: dict, memory: dict, reuse_factor=1, strategy: str = "latency") -> Cost:
         return Cost()
 
-    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw=None, first: bool = False) -> None:
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw=None) -> None:
         return None
 
 

@@ -239,11 +239,16 @@ class MatrixLayer(LayerKind):
         shape = np.broadcast_shapes(np.shape(pe), np.shape(simd))
         return 1 if shape == () else np.ones(shape, dtype=int)
 
-    def in_lanes(self, pe, simd, first: bool = False):
+    def in_lanes(self, pe, simd, ipb=1):
         """Elements per beat of the layer's input stream (the one definition: cost model, stage
-        chain, RTL generator); `first`: the network's first layer.  numpy-friendly."""
-        lanes = self.geometry.in_lanes(simd)
-        return lanes * self.pixels_per_beat(pe, simd) if first else lanes
+        chain, RTL generator); `ipb`: input pixels per beat (above 1 for the network's first
+        layer only, Folding.pixels_per_beat).  numpy-friendly."""
+        return self.geometry.in_lanes(simd) * ipb
+
+    def pixels_per_beat_problem(self, ipb: int) -> str | None:
+        """What is wrong with `ipb` input pixels per beat at the layer's folding as the network's
+        first layer, or None (a dense layer takes one)."""
+        return None if ipb == 1 else f"pixels_per_beat {ipb}: a {self.kind} layer takes one input pixel per beat"
 
     # ---- RTL unit (cs_mvu and the units built on it)
     def check_rtl_widths(self, where: str) -> None:
@@ -269,11 +274,11 @@ class MatrixLayer(LayerKind):
         return params, files
 
     # ---- cost
-    def rtl_cost(self, coef: dict, pe=1, simd=1, first: bool = False) -> Cost:
+    def rtl_cost(self, coef: dict, pe=1, simd=1, ipb=1) -> Cost:
         """RTL cost at folding (pe, simd), numpy-broadcastable; `coef`: coefficients.yaml's rtl."""
         return mvu_cost(self.geometry, pe, simd, coef)
 
-    def cycles(self, pe=1, simd=1, first: bool = False):
+    def cycles(self, pe=1, simd=1, ipb=1):
         """Cycles per sample at folding (pe, simd) (cs_mvu, Verilator-exact); numpy-friendly."""
         return window_walk(self.geometry, pe, simd)
 

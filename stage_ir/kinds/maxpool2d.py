@@ -55,8 +55,7 @@ class MaxPool2dLayer(LayerKind):
         cycles = n / ch  # io_stream: one pixel (all channels) per cycle
         return Cost(cycles=cycles, latency=cycles + coef["latency_overhead"], lut=ch * bits * 2.0, ff=ch * bits * 2.0)
 
-    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None,
-                 first: bool = False) -> RtlUnit:
+    def rtl_unit(self, array: ArrayReader, where: str, in_lanes: int = 1, chw: Sequence[int] | None = None) -> RtlUnit:
         """cs_maxpool over the lanes the layer before makes; it registers its own output (no FIFO)."""
         self.check_rtl_widths(where)
         c, ih, iw = self.input.shape

@@ -35,6 +35,19 @@ def pixels_per_beat(geo: MatrixGeometry, ih: int, iw: int, pe, simd):
     return int(ipb) if scalar else ipb
 
 
+def pixels_per_beat_problem(geo: MatrixGeometry, iw: int, simd: int, ipb: int) -> str | None:
+    """What cs_swu cannot do with `ipb` input pixels per beat at SIMD `simd`, or None: it reads
+    whole pixels (SIMD >= IC) a divisor of IW at a time, at most MAX_PIXELS_PER_BEAT."""
+    if ipb == 1:
+        return None
+    legal = [p for p in divisors(iw) if p <= MAX_PIXELS_PER_BEAT]
+    if ipb not in legal:
+        return f"pixels_per_beat {ipb} is not one of {legal} (divisors of the input width {iw}, at most {MAX_PIXELS_PER_BEAT})"
+    if simd < geo.simd_dim:
+        return f"pixels_per_beat {ipb} needs whole pixels per beat: simd {simd} is below the {geo.simd_dim} input channels"
+    return None
+
+
 def window_cycles(geo: MatrixGeometry, ih: int, iw: int, in_lanes, pe, simd):
     """Cycles per sample of a windowed MVU (measured exact in steady state): its window walk, or
     reading the input, `in_lanes` elements per beat, when that is slower.  numpy-friendly."""
