@@ -490,8 +490,8 @@ def test_the_stored_threshold_form_is_what_the_model_costs():
     design = decide(_three_stage_design())
     forms = [st.hardware.threshold_form for st in design.stages]
     flipped = design.model_copy(deep=True)
-    for st in flipped.stages:
-        st.hardware.threshold_form = "sequential" if st.hardware.threshold_form == "pipelined" else "pipelined"
+    for stage in flipped.stages:
+        stage.hardware.threshold_form = "sequential" if stage.hardware.threshold_form == "pipelined" else "pipelined"
     before, after = stage_costs(design, "rtl"), stage_costs(flipped, "rtl")
     assert [sc.parallel_threshold for sc in before] == [f == "pipelined" for f in forms]
     assert [sc.parallel_threshold for sc in after] == [f != "pipelined" for f in forms]
