@@ -9,12 +9,12 @@ import json
 import time
 from pathlib import Path
 
-from codesign.calibrate_run import calibrate_run
-from codesign.config import load_config
-from codesign.estimate_run import dse_run
-from codesign.evaluate import evaluate_run
-from codesign.export import export
-from codesign.train import train
+from codesign.frontend.calibrate_run import calibrate_run
+from codesign.frontend.config import load_config
+from codesign.commands.estimate_run import dse_run
+from codesign.frontend.evaluate import evaluate_run
+from codesign.frontend.export import export
+from codesign.frontend.train import train
 from provenance import command_line  # benchmarks/, the script's folder
 
 

@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from codesign.calibrate_run import calibrate_run
-from codesign.config import load_config
+from codesign.frontend.calibrate_run import calibrate_run
+from codesign.frontend.config import load_config
 from stage_ir.errors import UserError
-from codesign.evaluate import evaluate_run
-from codesign.train import train
+from codesign.frontend.evaluate import evaluate_run
+from codesign.frontend.train import train
 from provenance import command_line  # benchmarks/, the script's folder
 
 # BranchyNet (Teerapittayanon et al., 2016), B-LeNet on MNIST: 94.3 % of samples at the first exit, 99.25 % accuracy.

@@ -30,18 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.baseline import write_baseline
-from codesign.calibrate_run import calibrate_run, load_policy, run_dataset, run_design_ir
-from codesign.compose import calibrated_policy, compose_design
-from codesign.config import load_config
+from codesign.design.baseline import write_baseline
+from codesign.frontend.calibrate_run import calibrate_run, load_policy, run_dataset, run_design_ir
+from codesign.design.compose import calibrated_policy, compose_design
+from codesign.frontend.config import load_config
 from stage_ir.errors import UserError
-from codesign.estimate_run import dse_run, exit_points
-from codesign.evaluate import evaluate_run
-from codesign.export import export
-from codesign.ir import load_design
+from codesign.commands.estimate_run import dse_run, exit_points
+from codesign.frontend.evaluate import evaluate_run
+from codesign.frontend.export import export
+from codesign.design.ir import load_design
 from codesign.rtl import generate_rtl
-from codesign.sim_run import run_traffic
-from codesign.train import train
+from codesign.commands.sim_run import run_traffic
+from codesign.frontend.train import train
 from hw_models import run_dse
 from hw_models.system import reach_fractions
 from provenance import command_line  # benchmarks/, the script's folder

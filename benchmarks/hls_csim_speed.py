@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codesign import hls  # noqa: E402
-from codesign.calibrate_run import calibrate_run  # noqa: E402
+from codesign.frontend.calibrate_run import calibrate_run  # noqa: E402
 from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 
 def trained_run(folder: Path) -> Path:
-    from codesign.config import load_config
-    from codesign.export import export
-    from codesign.train import train
+    from codesign.frontend.config import load_config
+    from codesign.frontend.export import export
+    from codesign.frontend.train import train
 
     run = folder / "digits_mlp"
     train(load_config(ROOT / "examples" / "digits_mlp.yaml"), run, quiet=True)

@@ -11,8 +11,8 @@ Networks: digits MLP, digits CNN, three-exit digits MLP (trained, exported and
 calibrated once into --work). Each design variant (folding from a per-stage
 cycle target, buffer depths) is generated (`codesign rtl`) and replayed under
 several forced exit distributions (i.i.d. near and away from the stages'
-balance point, bursty Markov traffic) with codesign.sim_run.run_traffic; each
-variant is synthesised once with codesign.synth_run.synth_run.
+balance point, bursty Markov traffic) with codesign.commands.sim_run.run_traffic; each
+variant is synthesised once with codesign.rtl.synth_run.synth_run.
 
 Throughput figures per configuration:
   measured       run_traffic: samples / (last output - first input), fill and drain included
@@ -71,7 +71,7 @@ def prepare(work: Path, name: str) -> Path:
     content stamps redo only what a changed config or data set needs."""
     import yaml
 
-    from codesign.flow import run_flow
+    from codesign.commands.flow import run_flow
 
     data = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
     data.setdefault("train", {}).update(NETWORKS[name])
@@ -95,7 +95,7 @@ def fold_for_targets(design, targets: list[float]) -> dict[str, dict[str, int]]:
 
 
 def make_variant(base: Path, work: Path, name: str, targets: list[float], depths: list[int]) -> Path:
-    from codesign import ir
+    from codesign.design import ir
     from codesign.rtl import generate_rtl
 
     run = work / "variants" / name
@@ -121,9 +121,9 @@ def make_variant(base: Path, work: Path, name: str, targets: list[float], depths
 
 def synthesise(run: Path) -> dict:
     """synth_run, once per distinct RTL: keyed on the sha256 of the generated sources and ROM files."""
-    from codesign import ir
-    from codesign.digests import digest
-    from codesign.synth_run import synth_run, with_model
+    from codesign.design import ir
+    from codesign.store.digests import digest
+    from codesign.rtl.synth_run import synth_run, with_model
 
     key = digest(run / "rtl")
     cache = run / "synth_cache.json"
@@ -138,10 +138,11 @@ def synthesise(run: Path) -> dict:
 
 def steady_and_replay(run: Path, spec: str, samples: int) -> dict:
     """Steady-state RTL acceptance rate and the model's replay of the same exit sequence."""
-    from codesign import ir, rtl
+    from codesign import rtl
+    from codesign.design import ir
     from hw_models import estimate
     from hw_models.flow_sim import BufferTiming, simulate_flow
-    from codesign.sim_run import predicted_throughput
+    from codesign.commands.sim_run import predicted_throughput
     from sim.traffic import exit_sequence, parse_traffic
 
     design = rtl.require_design(run)
@@ -192,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "model_validation.json")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
-    from codesign import ir
-    from codesign.sim_run import run_traffic
+    from codesign.design import ir
+    from codesign.commands.sim_run import run_traffic
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """yosys 0.23 `synth_xilinx -flatten` (xc7) of single RTL library modules: the table of docs/rtl.md, "Synthesis".
 
 Each instance is one module of templates/rtl/ with the parameters below, synthesised alone
-(`codesign.yosys.synth_xilinx`); ROM contents are seeded random weights (MVU, conv) or the policy tables
+(`codesign.rtl.yosys.synth_xilinx`); ROM contents are seeded random weights (MVU, conv) or the policy tables
 the tests use (threshold units: tests/test_rtl_threshold.unit_params, C = 10, 16-bit logits), so
 LUT counts of ROM-heavy modules depend on them. Writes benchmarks/results/module_synth.json
 {command, yosys, instances: [{name, module, params, lut, ff, carry, dsp, bram18, lutram, seconds}], seconds}.
@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codesign.yosys import require_yosys, synth_xilinx  # noqa: E402
+from codesign.rtl.yosys import require_yosys, synth_xilinx  # noqa: E402
 from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 from sim.rtl import rtl_sources  # noqa: E402
 from stage_ir.kinds.rom import mvu_bias_hex, mvu_weight_hex  # noqa: E402

@@ -98,7 +98,7 @@ MUTATIONS: tuple[Mutation, ...] = (
          "tests/test_hw_system.py::test_infinite_buffer_bound_is_upper_bound"),
     ),
     Mutation(
-        "data_split_overlap", "codesign/data.py",
+        "data_split_overlap", "codesign/frontend/data.py",
         "train/val/test split: the first validation sample also replaces a training sample "
         "(train and validation overlap; split sizes unchanged)",
         "val, test, train = np.split(order, [n_val, n_val + n_test])",
@@ -120,7 +120,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_policies.py::test_integer_view_bulk[patience]",),
     ),
     Mutation(
-        "evaluate_accuracy_of_exited", "codesign/evaluate.py",
+        "evaluate_accuracy_of_exited", "codesign/frontend/evaluate.py",
         "eval.json: accuracy_of_exited reports the exit's accuracy on every sample instead of on "
         "the samples that leave there",
         '"accuracy_of_exited": e["accuracy"]',

@@ -30,10 +30,10 @@ from provenance import command_line  # noqa: E402  (benchmarks/, the script's fo
 def trained_mlp(folder: Path) -> Path:
     from conftest import example  # the test suite's example loader
 
-    from codesign.calibrate_run import calibrate_run
-    from codesign.config import parse_config
-    from codesign.export import export
-    from codesign.train import train
+    from codesign.frontend.calibrate_run import calibrate_run
+    from codesign.frontend.config import parse_config
+    from codesign.frontend.export import export
+    from codesign.frontend.train import train
 
     run = folder / "digits_mlp"
     train(parse_config(example("digits_mlp")), run, quiet=True)

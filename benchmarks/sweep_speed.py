@@ -36,8 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codesign.sweep import load_sweep, run_sweep  # noqa: E402
-from codesign.sweep_worker import run_point  # noqa: E402
+from codesign.sweeps.sweep import load_sweep, run_sweep  # noqa: E402
+from codesign.sweeps.sweep_worker import run_point  # noqa: E402
 from provenance import command_line  # noqa: E402  (benchmarks/, the script's folder)
 
 EXAMPLE = ROOT / "examples" / "sweep_digits.yaml"

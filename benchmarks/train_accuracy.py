@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from codesign.config import load_config
+from codesign.frontend.config import load_config
 from stage_ir.errors import UserError
-from codesign.export import export
-from codesign.train import train
+from codesign.frontend.export import export
+from codesign.frontend.train import train
 from provenance import command_line  # benchmarks/, the script's folder
 
 

@@ -20,7 +20,7 @@ RUN = click.argument("run", type=click.Path(path_type=Path))
 
 
 def _add_device_files(ctx: click.Context, param: click.Parameter, paths: tuple[Path, ...]) -> tuple[Path, ...]:
-    from codesign.yamlio import read_yaml
+    from codesign.frontend.yamlio import read_yaml
     from hw_models import add_devices
     from hw_models.devices import DEVICE_FILE_FIX
 
@@ -80,12 +80,12 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def train(config: Path, out: Path, force: bool, quiet: bool) -> None:
     """Train the early-exit network of CONFIG into a new run folder."""
-    from codesign.config import load_config
+    from codesign.frontend.config import load_config
 
     cfg = load_config(config)
     _check_out(out, force)
-    from codesign.steps import run_step
-    from codesign.train import check_inputs
+    from codesign.commands.steps import run_step
+    from codesign.frontend.train import check_inputs
 
     check_inputs(cfg)
 
@@ -99,7 +99,7 @@ def train(config: Path, out: Path, force: bool, quiet: bool) -> None:
 @RUN
 def export(run: Path) -> None:
     """Export each stage to QONNX, write design.json, prove torch == QONNX == integer reference."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     report = run_step("export", run).result
     click.echo(f"exported {len(report['stages'])} stages to {run / 'export'}; {report['samples']} test samples: "
@@ -130,7 +130,7 @@ def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_
               budget: float | None, thresholds: str | None) -> None:
     """Pick per-exit integer thresholds on the validation split; write policy.json (and update design.json)."""
     from stage_ir import EXPORTED_FILE
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     manual = None
     if thresholds is not None:
@@ -156,7 +156,7 @@ def calibrate(run: Path, policy: str | None, accuracy_delta: float | None, exit_
 @RUN
 def evaluate(run: Path) -> None:
     """Evaluate the calibrated network on the test split; write eval.json and eval.png."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     r = run_step("evaluate", run).result
     for e in r["exits"]:
@@ -179,8 +179,7 @@ def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: s
     """Inference modes: subnet (truncate at an exit), anytime (every exit's answer), budget (adaptive)."""
     import json
 
-    from codesign import inference
-
+    from codesign.frontend import inference
     if mode == "subnet":
         r = inference.subnet(run, exit_index, split)
         line = f"subnet at exit {exit_index}: accuracy {r['accuracy']:.4f}, {r['macs']} MACs ({r['mac_fraction']:.3f} of no-exit)"
@@ -204,9 +203,9 @@ def infer(run: Path, mode: str, exit_index: int, budget: float | None, policy: s
 @BURST_LENGTH
 def estimate(run: Path, devices: str | None, backend: str, burst_length: float) -> None:
     """Analytical resources, latency and throughput per layer, stage and device; estimate.json/.md/.png."""
-    from codesign.estimate_run import parse_devices
-    from codesign.ir import load_design
-    from codesign.steps import device_option, run_step
+    from codesign.commands.estimate_run import parse_devices
+    from codesign.design.ir import load_design
+    from codesign.commands.steps import device_option, run_step
 
     parts = parse_devices(devices) if devices is not None else [load_design(run).device]
     r = run_step("estimate", run, {"devices": [device_option(d) for d in parts], "backend": backend,
@@ -230,8 +229,8 @@ def estimate(run: Path, devices: str | None, backend: str, burst_length: float) 
 def dse(run: Path, device: str | None, budget: float, objective: str, min_accuracy: float | None,
         throughput_target: float | None, burst_length: float) -> None:
     """Explore folding, exits, thresholds and buffer depths for a device; dse.json, dse.png, design.json = the choice."""
-    from codesign.ir import load_design
-    from codesign.steps import device_option, dse_params, run_step
+    from codesign.design.ir import load_design
+    from codesign.commands.steps import device_option, dse_params, run_step
 
     if not 0 < budget <= 1:
         raise UserError(f"--budget must be in (0, 1] (a fraction of each device resource); got {budget}")
@@ -258,8 +257,8 @@ def flow(config: Path, out: Path, device: str | None, steps: str | None, force: 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from codesign import flow as flow_mod
-    from codesign.summary import headline
+    from codesign.commands import flow as flow_mod
+    from codesign.commands.summary import headline
 
     selected = flow_mod.select_steps(steps)
     console = Console(stderr=True)
@@ -291,7 +290,7 @@ def flow(config: Path, out: Path, device: str | None, steps: str | None, force: 
 @click.option("--io", type=click.Choice(["parallel", "stream"]), default="parallel", help="hls4ml io type")
 def hls(run: Path, csim: bool, part: str | None, clock_ns: float | None, io: str) -> None:
     """Generate Vitis HLS projects (hls4ml per stage + threshold unit, buffers, merge) into RUN/hls/."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     r = run_step("hls", run, {"csim": csim, "part": part, "clock_ns": clock_ns, "io": f"io_{io}"}).result
     line = f"wrote {run / 'hls'} ({len(r['stages'])} stages, top {r['top']}, {r['part']} @ {r['clock_ns']} ns)"
@@ -307,7 +306,7 @@ def hls(run: Path, csim: bool, part: str | None, clock_ns: float | None, io: str
 @click.option("--samples", type=SAMPLES, default=None, help="verify only the first N test samples")
 def rtl(run: Path, verify: bool, samples: int | None) -> None:
     """Generate synthesisable Verilog for the whole early-exit design into RUN/rtl/."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     r = run_step("rtl", run, {"verify": verify, "samples": samples}).result
     line = f"wrote {run / 'rtl'} (top {r['top']}, {len(r['sources'])} sources, {r['rom_files']} ROM files)"
@@ -332,7 +331,7 @@ def rtl(run: Path, verify: bool, samples: int | None) -> None:
 def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps: float, seed: int,
         sweep: str | None, fst: bool) -> None:
     """Cycle-accurate throughput of RUN/rtl in Verilator under an exit-rate distribution; RUN/sim/<name>.json."""
-    from codesign.steps import sim_step
+    from codesign.commands.steps import sim_step
 
     if sweep and fst:
         raise UserError("--fst writes one simulation's waveform; leave it out with --sweep")
@@ -359,7 +358,7 @@ def sim(run: Path, traffic: str, samples: int | None, backpressure: float, gaps:
 @click.option("--family", type=click.Choice(["xc7", "xcup"]), default="xc7", help="yosys synth_xilinx family")
 def synth(run: Path, family: str) -> None:
     """yosys synth_xilinx of RUN/rtl per stage and for the top, beside the model's figures; RUN/synth.json."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     outcome = run_step("synth", run, {"family": family})
     if outcome.status == "unavailable":
@@ -377,7 +376,7 @@ def synth(run: Path, family: str) -> None:
 @RUN
 def report(run: Path) -> None:
     """Write RUN/report.html (self-contained, plots embedded) and RUN/report.md from the run's artifacts."""
-    from codesign.steps import run_step
+    from codesign.commands.steps import run_step
 
     html, md = (run / p.name for p in run_step("report", run).result)
     click.echo(f"-> {html}, {md}")
@@ -387,7 +386,7 @@ def report(run: Path) -> None:
 @RUN
 def summary(run: Path) -> None:
     """A short summary of a run: accuracy per exit, exit fractions, artifacts."""
-    from codesign.summary import summarise
+    from codesign.commands.summary import summarise
 
     click.echo(summarise(run))
 
@@ -401,22 +400,22 @@ def summary(run: Path) -> None:
 @click.option("--max-parallel", type=int, default=None, help="at most N points in flight (default: as resources allow)")
 def sweep(sweep_yaml: Path, out: Path, address: str | None, max_parallel: int | None) -> None:
     """Run many design points (config axes x flow steps) as Ray tasks; a rerun skips finished points."""
-    from codesign.sweep import sweep_command
+    from codesign.sweeps.sweep import sweep_command
 
     click.echo(sweep_command(sweep_yaml, out, address, max_parallel)["message"])
 
 
 def execute_ad_hoc(run: Path, step, params: dict):
     """A one-off result nothing else depends on (a traffic simulation): locked and atomic, no stamp."""
-    from codesign.runfolder import execute
-    from codesign.steps import BY_NAME
+    from codesign.store.runfolder import execute
+    from codesign.commands.steps import BY_NAME
 
     return execute(run, step, params, force=True, record=False, registry=BY_NAME).result
 
 
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like an exception: child processes are killed, scratch folders removed, and the
-    run folder keeps its last complete results (codesign.runfolder)."""
+    run folder keeps its last complete results (codesign.store.runfolder)."""
     click.echo("error: terminated (SIGTERM); the run folder keeps its last complete results, rerun the "
                "command to finish", err=True)
     raise SystemExit(128 + signum)

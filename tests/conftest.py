@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codesign.config import parse_config
+from codesign.frontend.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -98,8 +98,8 @@ def write_config(tmp: Path, data: dict, name: str = "cfg.yaml") -> Path:
 
 
 def _trained(tmp_path_factory, name: str, data: dict | None = None, **overrides) -> Path:
-    from codesign.export import export
-    from codesign.train import train
+    from codesign.frontend.export import export
+    from codesign.frontend.train import train
 
     cfg = parse_config(data if data is not None else example(name, **overrides))
     run = tmp_path_factory.mktemp(name) / "run"
@@ -112,8 +112,8 @@ def calibrated_copy(run: Path, tmp_path_factory, evaluate: bool = False) -> Path
     """A private copy of a session run, calibrated (max_softmax, delta 1 pp) and optionally evaluated."""
     import shutil
 
-    from codesign.calibrate_run import calibrate_run
-    from codesign.evaluate import evaluate_run
+    from codesign.frontend.calibrate_run import calibrate_run
+    from codesign.frontend.evaluate import evaluate_run
 
     copy = tmp_path_factory.mktemp(run.parent.name) / "run"
     shutil.copytree(run, copy)

@@ -156,7 +156,7 @@ def _model_file(write: Callable[[Path], object]) -> Callable[[Path], None]:
     """A setup that rewrites tmp/run/model.pt (`write` gets its path). The session runs are made by
     calling train() directly; a run made by `codesign train` also holds the lock's state folder, so the
     setup takes the lock once, as that command did, and the case then sees any other write."""
-    from codesign.runfolder import RunLock
+    from codesign.store.runfolder import RunLock
 
     def setup(tmp: Path) -> None:
         with RunLock(tmp / "run"):
@@ -539,7 +539,7 @@ def _hold_lock(tmp: Path) -> Callable[[], None]:
     import subprocess
     import sys
 
-    code = ("import sys, time\nfrom pathlib import Path\nfrom codesign.runfolder import RunLock\n"
+    code = ("import sys, time\nfrom pathlib import Path\nfrom codesign.store.runfolder import RunLock\n"
             "with RunLock(Path(sys.argv[1]), command='codesign flow cfg.yaml --out run'):\n"
             "    print('locked', flush=True)\n    time.sleep(120)\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp / "run")], stdout=subprocess.PIPE, text=True)

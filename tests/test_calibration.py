@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codesign import calibration as cal
+from codesign.frontend import calibration as cal
 from stage_ir import policies as pol
 from stage_ir.errors import UserError
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.compose import calibrated_policy, compose_design
-from codesign.ir import load_design, load_exported_design, save_design
+from codesign.design.compose import calibrated_policy, compose_design
+from codesign.design.ir import load_design, load_exported_design, save_design
 from hw_models.stages import decide
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
@@ -90,8 +90,8 @@ def test_estimate_and_dse_describe_the_same_stages(dropped):
 
 
 def test_eval_json_is_the_built_designs(dropped):
-    from codesign.calibrate_run import run_dataset
-    from codesign.reference import design_view
+    from codesign.frontend.calibrate_run import run_dataset
+    from codesign.design.reference import design_view
 
     design = load_design(dropped)
     ev = json.loads((dropped / "eval.json").read_text())
@@ -108,7 +108,7 @@ def test_eval_json_is_the_built_designs(dropped):
     md = (dropped / "report.md").read_text()
     assert "exits kept [0, 2]" in md and "exits dropped [1]" in md and "This is the design `codesign dse` chose" in md
     assert "(exported exit 2)" in md and "evaluated another design" not in md
-    from codesign.summary import headline
+    from codesign.commands.summary import headline
 
     assert headline(dropped).splitlines()[0] == "built design: exits kept [0, 2], dropped [1] (design.json)"
 
@@ -217,7 +217,7 @@ def _unreduced(dropped: Path, folder: Path) -> Path:
 
 @pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not installed")
 def test_yosys_counts_follow_the_dropped_exit(dropped, tmp_path):
-    from codesign.synth_run import synth_run
+    from codesign.rtl.synth_run import synth_run
 
     if not (dropped / "rtl" / "manifest.json").is_file():
         _cli("rtl", str(dropped), cwd=dropped.parent)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign.config import load_config, parse_config
+from codesign.frontend.config import load_config, parse_config
 from stage_ir.errors import UserError
 from tests.conftest import EXAMPLES, example, write_config
 
@@ -46,7 +46,7 @@ def test_bad_config_one_line(case):
 
 
 def test_missing_relu_is_rejected():
-    from codesign.model import plan_network
+    from codesign.frontend.model import plan_network
 
     data = example("digits_mlp")
     del data["model"]["backbone"][2]  # linear followed by linear
@@ -97,10 +97,10 @@ def test_every_subcommand_has_help(tmp_path):
 
 
 def test_config_reference_is_current():
-    from codesign.config_doc import render
+    from codesign.frontend.config_doc import render
     from tests.conftest import ROOT
 
-    assert (ROOT / "docs" / "config.md").read_text() == render(), "run: python -m codesign.config_doc > docs/config.md"
+    assert (ROOT / "docs" / "config.md").read_text() == render(), "run: python -m codesign.frontend.config_doc > docs/config.md"
 
 
 

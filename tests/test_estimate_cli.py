@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from codesign.ir import load_design
+from codesign.design.ir import load_design
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from stage_ir import policies
-from codesign.calibrate_run import calibrate_run, policy_tables, run_dataset, split_logits
+from codesign.frontend.calibrate_run import calibrate_run, policy_tables, run_dataset, split_logits
 from stage_ir.errors import UserError
-from codesign.evaluate import evaluate_run
-from codesign.inference import anytime, budgeted, subnet
-from codesign.ir import load_design
-from codesign.reference import run_design
+from codesign.frontend.evaluate import evaluate_run
+from codesign.frontend.inference import anytime, budgeted, subnet
+from codesign.design.ir import load_design
+from codesign.design.reference import run_design
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from codesign.config import parse_config
+from codesign.frontend.config import parse_config
 from stage_ir.errors import UserError
-from codesign.export import export, pow2_frac, qonnx_outputs
-from codesign.ir import load_design
-from codesign.reference import run_design
-from codesign.run import load_trained
-from codesign.train import train
+from codesign.frontend.export import export, pow2_frac, qonnx_outputs
+from codesign.design.ir import load_design
+from codesign.design.reference import run_design
+from codesign.frontend.run import load_trained
+from codesign.frontend.train import train
 from tests.conftest import example
 
 
@@ -108,6 +108,6 @@ def test_batchnorm_must_follow_compute():
     data["model"]["backbone"].insert(1, {"type": "batchnorm"})  # after flatten
     data["model"]["exits"][0]["after"] = 3
     with pytest.raises(UserError, match="batchnorm must directly follow"):
-        from codesign.model import plan_network
+        from codesign.frontend.model import plan_network
 
         plan_network(parse_config(data), (1, 8, 8), 10)

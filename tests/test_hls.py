@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign import hls, ir
+from codesign import hls
+
+from codesign.design import ir
 from stage_ir import policies as pol
-from codesign.calibrate_run import calibrate_run
-from codesign.reference import run_design
-from codesign.timings import without_wall_clock
+from codesign.frontend.calibrate_run import calibrate_run
+from codesign.design.reference import run_design
+from codesign.store.timings import without_wall_clock
 import stage_ir
 
 pytestmark = pytest.mark.needs("g++")

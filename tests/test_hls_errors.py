@@ -8,8 +8,10 @@ import onnx
 import pytest
 from onnx import helper
 
-from codesign import hls, ir
-from codesign.calibrate_run import calibrate_run
+from codesign import hls
+
+from codesign.design import ir
+from codesign.frontend.calibrate_run import calibrate_run
 from stage_ir.errors import UserError
 
 

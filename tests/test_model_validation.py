@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.ir import load_design
-from codesign.sim_run import SIM_MIN_SAMPLES, run_traffic
+from codesign.design.ir import load_design
+from codesign.commands.sim_run import SIM_MIN_SAMPLES, run_traffic
 from hw_models import estimate
 from hw_models.flow_sim import BufferTiming, effective_depths, simulate_flow
 from hw_models.rtl_timing import boundary_slots

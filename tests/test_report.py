@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from codesign.estimate_run import dse_run, estimate_run
-from codesign.report import write_report
+from codesign.commands.estimate_run import dse_run, estimate_run
+from codesign.commands.report import write_report
 from tests.conftest import calibrated_copy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign import ir
+from codesign.design import ir
 from stage_ir import policies as pol
-from codesign.calibrate_run import calibrate_run
+from codesign.frontend.calibrate_run import calibrate_run
 from stage_ir.errors import UserError
 from codesign.rtl import (compare, generate_rtl, layer_unit, lint_rtl, load_manifest, reference, simulate,
                           split_inputs, verify_rtl)
-from codesign.timings import WALL_CLOCK_KEYS
+from codesign.store.timings import WALL_CLOCK_KEYS
 from hw_models.stages import decide as hw_decide
 import stage_ir
 
@@ -91,7 +91,7 @@ def check_verify(run: Path) -> dict:
     generate_rtl(run)
     report = verify_rtl(run)
     n = len(split_inputs(run))
-    # the file leaves out the wall-clock figures (codesign/timings.py: reproducible artifacts)
+    # the file leaves out the wall-clock figures (codesign/store/timings.py: reproducible artifacts)
     assert {k: v for k, v in report.items() if k not in WALL_CLOCK_KEYS} == json.loads(
         (run / "rtl" / "verify.json").read_text())
     assert report["samples"] == n and report["mismatches"] == 0 and not report["timeout"], report
@@ -151,7 +151,7 @@ def test_cnn_parallel_window_bit_exact(cnn_run, tmp_path: Path) -> None:
 def test_first_conv_takes_several_pixels_per_beat(cnn_valid_run, tmp_path: Path) -> None:
     """IPB = 2 input pixels per s_axis beat (hw_models.geometry.input_pixels_per_beat): the whole test
     split bit exact, and the model's II (stage_costs, estimate) equals the simulated one."""
-    from codesign.sim_run import run_traffic
+    from codesign.commands.sim_run import run_traffic
     from hw_models.stages import stage_costs
 
     run = calibrated(cnn_valid_run, tmp_path / "run", CNN_VALID_FAST)

@@ -1,4 +1,4 @@
-"""codesign.runfolder on small steps: content stamps, atomic commits, crash recovery, the lock."""
+"""codesign.store.runfolder on small steps: content stamps, atomic commits, crash recovery, the lock."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from codesign import runfolder, timings
+from codesign.store import runfolder, timings
 from stage_ir.errors import StepFailed, UserError, VerificationFailed
-from codesign.runfolder import RunLock, Step, execute, recover, staleness
+from codesign.store.runfolder import RunLock, Step, execute, recover, staleness
 
 
 RUNS: dict[str, int] = {}
@@ -152,7 +152,7 @@ def test_a_failed_command_in_a_new_folder_leaves_no_folder(tmp_path):
 CRASHER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from codesign import runfolder
+    from codesign.store import runfolder
     run, after = Path(sys.argv[1]), int(sys.argv[2])
     moves = [0]
     real = Path.rename
@@ -185,7 +185,7 @@ def test_a_commit_killed_half_way_is_finished_by_the_next_command(run, after):
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from codesign.runfolder import RunLock
+    from codesign.store.runfolder import RunLock
     with RunLock(Path(sys.argv[1]), command="codesign flow cfg.yaml --out run"):
         print("locked", flush=True)
         time.sleep(60)
@@ -257,7 +257,7 @@ def test_no_artifact_shape_requires_a_wall_clock_key():
     artifact the steps write."""
     from pydantic import BaseModel
 
-    from codesign.artifacts import ARTIFACTS
+    from codesign.store.artifacts import ARTIFACTS
 
     def required(shape: type[BaseModel], where: str) -> list[str]:
         found = []

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from stage_ir.errors import UserError
-from codesign.ir import load_design, save_design
+from codesign.design.ir import load_design, save_design
 from hw_models.stages import decide
 from codesign.rtl import Expected, compare, decode, generate_rtl, load_manifest, reference, simulate, split_inputs
-from codesign.sim_run import run_traffic, scoreboard
+from codesign.commands.sim_run import run_traffic, scoreboard
 from hw_models.rtl_cost import cond_buffer_slots
 from tests.conftest import calibrated_copy
 from tests.test_config import run_cli

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from stage_ir.errors import UserError
-from codesign.sweep import load_sweep
+from codesign.sweeps.sweep import load_sweep
 from tests.conftest import EXAMPLES, write_config
 from tests.test_config import CLI, run_cli
 
@@ -133,7 +133,7 @@ def _kill_first_worker(points: Path, killed: dict, stop: threading.Event) -> Non
 
 @pytest.mark.needs("ray")
 def test_killed_worker_is_retried_and_rerun_does_nothing(tmp_path, ray_cluster):
-    from codesign.sweep import run_sweep, sweep_command
+    from codesign.sweeps.sweep import run_sweep, sweep_command
 
     sweep, out = write_sweep(tmp_path, {"seed": {"start": 0, "stop": 2}}, retries=2), tmp_path / "out"
     killed, stop = {}, threading.Event()
@@ -162,7 +162,7 @@ def test_killed_worker_is_retried_and_rerun_does_nothing(tmp_path, ray_cluster):
 
 @pytest.mark.needs("ray")
 def test_failing_step_is_retried_and_recorded(tmp_path, ray_cluster):
-    from codesign.sweep import run_sweep
+    from codesign.sweeps.sweep import run_sweep
 
     sweep = write_sweep(tmp_path, {"policy.accuracy_delta": [-50.0]}, steps="train..calibrate", retries=1)
     summary = run_sweep(sweep, tmp_path / "out")
@@ -175,7 +175,7 @@ def test_failing_step_is_retried_and_recorded(tmp_path, ray_cluster):
 
 @pytest.mark.needs("ray")
 def test_interrupt_cancels_and_rerun_resumes(tmp_path, ray_cluster):
-    from codesign.sweep import run_sweep
+    from codesign.sweeps.sweep import run_sweep
 
     sweep, out = write_sweep(tmp_path, {"seed": [0, 1]}, steps="train..calibrate"), tmp_path / "out"
 
@@ -324,7 +324,7 @@ def test_join_a_cluster_without_authentication(tmp_path):
     home = tmp_path / "home"
     subprocess.run([str(RAY_CLI), "get-auth-token", "--generate"], env=_user_env(home), check=True,
                    capture_output=True)
-    code = ("import os, ray; from codesign.ray_cluster import connect; connect({address!r}); "
+    code = ("import os, ray; from codesign.sweeps.ray_cluster import connect; connect({address!r}); "
             "print(int(ray.cluster_resources()['CPU']), os.environ.get('RAY_AUTH_MODE'))")
     with ray_head(tmp_path, _user_env(home, RAY_AUTH_MODE="disabled")) as address:
         res = subprocess.run([sys.executable, "-c", code.format(address=address)], cwd=tmp_path,
@@ -340,9 +340,9 @@ def test_load_sweep_rejects_random_without_samples(tmp_path):
 
 def test_build_jobs_follow_the_task_cores(tmp_path, monkeypatch):
     """A point compiles with as many processes as cores it declared; a plain run uses every core."""
-    from codesign import flow
+    from codesign.commands import flow
     from sim import jobs
-    from codesign.sweep_worker import run_point
+    from codesign.sweeps.sweep_worker import run_point
 
     monkeypatch.delenv(jobs.ENV, raising=False)
     assert jobs.build_jobs() == len(os.sched_getaffinity(0))

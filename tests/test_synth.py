@@ -1,4 +1,4 @@
-"""codesign.synth_run: yosys per stage and top vs hw_models (synth.json)."""
+"""codesign.rtl.synth_run: yosys per stage and top vs hw_models (synth.json)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stage_ir.errors import UserError
-from codesign.synth_run import _modules_from_stat, _expand, instances_of, stage_of_instance, synth_run
+from codesign.rtl.synth_run import _modules_from_stat, _expand, instances_of, stage_of_instance, synth_run
 
 from tests.conftest import benchmark
 
@@ -57,7 +57,7 @@ def test_errors(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def small_rtl(mlp_run, tmp_path_factory) -> Path:
     """The digits MLP, calibrated, fully folded (PE = SIMD = 1: the smallest design), RTL generated."""
-    from codesign.calibrate_run import calibrate_run
+    from codesign.frontend.calibrate_run import calibrate_run
     from codesign.rtl import generate_rtl
 
     run = tmp_path_factory.mktemp("synth") / "run"

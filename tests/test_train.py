@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from codesign.config import parse_config
-from codesign.data import load_dataset
-from codesign.train import train
+from codesign.frontend.config import parse_config
+from codesign.frontend.data import load_dataset
+from codesign.frontend.train import train
 from tests.conftest import example
 
 
@@ -29,7 +29,7 @@ def test_training_modes_learn(tmp_path, mode):
     for e in result["exits"]:
         assert e["val_accuracy"] > 0.5, e  # 4 classes: chance is 0.25
     saved = json.loads((tmp_path / "run" / "train.json").read_text())
-    # wall-clock seconds are returned, and kept out of train.json (codesign.timings)
+    # wall-clock seconds are returned, and kept out of train.json (codesign.store.timings)
     assert saved["mode"] == mode and saved["epochs"] == 4 and "seconds" not in saved and result["seconds"] > 0
 
 
@@ -85,7 +85,7 @@ def test_splits_deterministic_and_on_grid():
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_folder_loads(tmp_path, gz):
     """The IDX reader on a well-formed folder (.gz or unpacked): the bad-input cases damage copies of it."""
-    from codesign.data import check_files
+    from codesign.frontend.data import check_files
     from tests.test_bad_inputs import write_idx_folder
 
     rng = np.random.default_rng(5)

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from stage_ir.errors import UserError, verification_failed
-from codesign.scratch import replace_dir
-from codesign.timings import write_json
+from codesign.store.scratch import replace_dir
+from codesign.store.timings import write_json
 import stage_ir
 from codesign.hls.project import HLS_DIR, IO_TYPES, StageProject, TOP_DIR, convert_stage, require_inputs, resolve_part
 from codesign.hls.top import test_split, write_tb_data, write_top

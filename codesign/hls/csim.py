@@ -115,7 +115,7 @@ def compare(design: stage_ir.Design, ref_logits: list[np.ndarray], view: pol.Int
 def run_c_simulation(design: stage_ir.Design, hls_dir: Path, ctx: dict, stages: list[StageProject],
          x: np.ndarray) -> dict:
     """Compile and run the C simulation on x; compare with the integer reference; the csim.json dict."""
-    from codesign.reference import design_view
+    from codesign.design.reference import design_view
 
     kind, tables, thresholds = exit_policy(design)
     start = time.perf_counter()
@@ -148,5 +148,5 @@ def run_c_simulation(design: stage_ir.Design, hls_dir: Path, ctx: dict, stages: 
         "compile_seconds": round(compile_seconds, 3),
         "run_seconds": round(run_seconds, 3),
         "checked": "every exit's logits (thresholds at 'never'), decisions, class and exit index (calibrated "
-                   "thresholds) per test sample against codesign.reference + stage_ir.policies",
+                   "thresholds) per test sample against codesign.design.reference + stage_ir.policies",
     }

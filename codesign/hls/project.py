@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from codesign import ir
+from codesign.design import ir
 from stage_ir import policies as pol
 from stage_ir.errors import UserError
 import stage_ir

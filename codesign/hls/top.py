@@ -118,14 +118,14 @@ def write_top(design: stage_ir.Design, hls_dir: Path, stages: list[StageProject]
 
 def test_split(run: Path) -> np.ndarray:
     """Integer test inputs [N, *input.shape] of the run's data set."""
-    from codesign.calibrate_run import run_dataset
+    from codesign.frontend.calibrate_run import run_dataset
 
     return run_dataset(run).test.x
 
 
 def write_tb_data(top_dir: Path, x: np.ndarray, design: stage_ir.Design) -> None:
     """tb_data/tb_input_features.dat (tag, flat integers) and tb_expected.dat (tag, class, exit)."""
-    from codesign.reference import design_view
+    from codesign.design.reference import design_view
 
     flat = x.reshape(len(x), -1).astype(np.int64)
     lines = [" ".join(map(str, [i, *row])) for i, row in enumerate(flat.tolist())]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 import stage_ir
-from codesign import ir
+from codesign.design import ir
 from stage_ir import policies as pol
 from stage_ir.errors import UserError
 from codesign.rtl.netlist import _clog2
@@ -159,6 +159,6 @@ def generate_rtl(run: str | Path) -> Path:
 
 
 def load_manifest(run: str | Path) -> dict[str, Any]:
-    from codesign.artifacts import read_artifact
+    from codesign.store.artifacts import read_artifact
 
     return read_artifact(run, f"{RTL_DIR}/{MANIFEST}")

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codesign import ir
+from codesign.design import ir
 from stage_ir.errors import UserError
 from codesign.rtl.files import RTL_DIR, load_manifest
 
@@ -167,7 +167,7 @@ def compare(outcome: Outcome, logits: list[np.ndarray], view: Any) -> np.ndarray
 
 def split_inputs(run: str | Path) -> np.ndarray:
     """Integer test split [N, *input.shape] of the run's data set."""
-    from codesign.calibrate_run import run_dataset
+    from codesign.frontend.calibrate_run import run_dataset
 
     return run_dataset(Path(run)).test.x
 

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codesign.reference import design_view as reference
-from codesign.timings import write_json
+from codesign.design.reference import design_view as reference
+from codesign.store.timings import write_json
 from stage_ir.errors import verification_failed
 from codesign.rtl.files import RTL_DIR, VERIFY, generate_rtl, load_manifest, require_design
 from codesign.rtl.simulate import _require_verilator, build_sim, compare, simulate, split_inputs

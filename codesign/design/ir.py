@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from codesign.artifacts import read_artifact, validation_message
+from codesign.store.artifacts import read_artifact, validation_message
 from stage_ir.design import DESIGN_FILE, EXPORTED_FILE, SCHEMA, Design
 from stage_ir.errors import UserError
 

@@ -8,16 +8,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from codesign import calibration
-
+from codesign.frontend import calibration
 from stage_ir import policies
-from codesign.artifacts import read_artifact
-from codesign.calibrate_run import load_policy, run_dataset, run_design_ir, split_logits
-from codesign.compose import POLICY_FILE, calibrated_policy, compose_design, write_design
+from codesign.store.artifacts import read_artifact
+from codesign.frontend.calibrate_run import load_policy, run_dataset, run_design_ir, split_logits
+from codesign.design.compose import POLICY_FILE, calibrated_policy, compose_design, write_design
 from stage_ir.errors import UserError
 from stage_ir import Design
-from codesign.ir import load_design
-from codesign.timings import write_json
+from codesign.design.ir import load_design
+from codesign.store.timings import write_json
 
 ESTIMATE_FILE, DSE_FILE = "estimate.json", "dse.json"
 

@@ -13,16 +13,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codesign import calibration
-
+from codesign.frontend import calibration
 from stage_ir import policies
-from codesign.compose import POLICY_FILE, policy_tables, write_design
-from codesign.artifacts import read_artifact
-from codesign.data import Dataset, load_dataset
+from codesign.design.compose import POLICY_FILE, policy_tables, write_design
+from codesign.store.artifacts import read_artifact
+from codesign.frontend.data import Dataset, load_dataset
 from stage_ir.errors import UserError
 from stage_ir import EXPORTED_FILE, Design
-from codesign.ir import load_exported_design
-from codesign.reference import run_design
+from codesign.design.ir import load_exported_design
+from codesign.design.reference import run_design
 
 __all__ = ["POLICY_FILE", "policy_tables", "run_design_ir", "calibrate_run", "load_policy"]
 
@@ -34,8 +33,8 @@ def run_design_ir(run: Path) -> Design:
     run = Path(run)
     if (run / EXPORTED_FILE).is_file():
         return load_exported_design(run)
-    from codesign.export import build_design
-    from codesign.run import load_trained
+    from codesign.frontend.export import build_design
+    from codesign.frontend.run import load_trained
 
     cfg, model, ds = load_trained(run)
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +42,7 @@ def run_design_ir(run: Path) -> Design:
 
 
 def run_dataset(run: Path) -> Dataset:
-    from codesign.config import load_config
+    from codesign.frontend.config import load_config
 
     cfg = load_config(Path(run) / "config.yaml")
     return load_dataset(cfg.data, cfg.seed)
@@ -96,7 +95,7 @@ def calibrate_run(run: Path, policy: str = policies.DEFAULT, accuracy_delta: flo
         result = _manual(policy, design, logits, labels, tables, thresholds, costs)
     else:
         if accuracy_delta is None and exit_rates is None and budget is None:
-            from codesign.config import load_config
+            from codesign.frontend.config import load_config
 
             accuracy_delta = load_config(run / "config.yaml").policy.accuracy_delta
         result = calibration.calibrate(policy, logits, labels, tables, accuracy_delta=accuracy_delta,

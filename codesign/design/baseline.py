@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from stage_ir import Design, Stage
-from codesign.ir import load_design, save_design
+from codesign.design.ir import load_design, save_design
 
 BASELINE_DIR = "baseline"
 

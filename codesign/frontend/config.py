@@ -5,7 +5,7 @@ for free; `load_config` turns its first error into one line for the CLI.
 Everything a config alone can get wrong is refused here, before any training:
 finite numbers, a seed numpy and torch accept, a name usable in generated HDL,
 a known device. What needs the data files or another run is checked by
-`codesign.train.check_inputs`.
+`codesign.frontend.train.check_inputs`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from codesign.yamlio import read_yaml
+from codesign.frontend.yamlio import read_yaml
 from stage_ir.errors import UserError
 from stage_ir.kinds import ConfigLayer, LinearSpec
 from stage_ir.kinds.spec import BITS, StrictConfig as _Strict

@@ -1,7 +1,7 @@
 """Every step of a run, in flow order: what it reads, what it writes, and what it does.
 
 This table is the one place the flow, the CLI commands and the sweep worker learn a step from;
-codesign.runfolder executes a step (lock, overlay, content stamps, atomic commit). Actions import
+codesign.store.runfolder executes a step (lock, overlay, content stamps, atomic commit). Actions import
 their back end only when they run, so the first steps do not pay for hls4ml or Verilator.
 
 Options enter a step's stamp as given (None values dropped), so a command run with its defaults and
@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from codesign.config import TRAINING_SECTIONS
+from codesign.frontend.config import TRAINING_SECTIONS
 from stage_ir.errors import UserError
-from codesign.runfolder import Outcome, Step, execute
+from codesign.store.runfolder import Outcome, Step, execute
 
 # config sections a step's result depends on; "data" also brings in the data set's files
 DATA = ("seed", "data")
@@ -26,9 +26,9 @@ DATA = ("seed", "data")
 def config_values(*sections: str) -> Callable[[Path], dict[str, Any]]:
     """The step's config inputs: the named sections of RUN/config.yaml (and the data set's files)."""
     def values(run: Path) -> dict[str, Any]:
-        from codesign.config import load_config
-        from codesign.data import source_files
-        from codesign.digests import file_digest
+        from codesign.frontend.config import load_config
+        from codesign.frontend.data import source_files
+        from codesign.store.digests import file_digest
 
         if not (run / "config.yaml").is_file():
             raise UserError(f"{run / 'config.yaml'} not found; run `codesign train` (or `codesign flow`) first")
@@ -64,40 +64,40 @@ def _config(run: Path, p: dict) -> str:
 
 
 def _train(run: Path, p: dict) -> dict:
-    from codesign.train import train
+    from codesign.frontend.train import train
 
     return train(p["_config"], run, quiet=p.get("_quiet", True))
 
 
 def _export(run: Path, p: dict) -> dict:
-    from codesign.export import export
+    from codesign.frontend.export import export
 
     return export(run)
 
 
 def _calibrate(run: Path, p: dict) -> dict:
-    from codesign.calibrate_run import calibrate_run
-    from codesign.config import load_config
+    from codesign.frontend.calibrate_run import calibrate_run
+    from codesign.frontend.config import load_config
 
     kind = p.get("policy") or load_config(run / "config.yaml").policy.kind
     return calibrate_run(run, kind, p.get("accuracy_delta"), p.get("exit_rates"), p.get("budget"), p.get("thresholds"))
 
 
 def _dse(run: Path, p: dict) -> dict:
-    from codesign.estimate_run import dse_run
+    from codesign.commands.estimate_run import dse_run
 
     return dse_run(run, p["device"]["name"], p.get("budget", 0.7), p.get("objective", "throughput"),
                    p.get("min_accuracy"), p.get("throughput_target"), p.get("burst_length", 1.0))
 
 
 def _evaluate(run: Path, p: dict) -> dict:
-    from codesign.evaluate import evaluate_run
+    from codesign.frontend.evaluate import evaluate_run
 
     return evaluate_run(run)
 
 
 def _estimate(run: Path, p: dict) -> dict:
-    from codesign.estimate_run import estimate_run
+    from codesign.commands.estimate_run import estimate_run
 
     return estimate_run(run, [d["name"] for d in p["devices"]], p.get("backend", "rtl"), p.get("burst_length", 1.0))
 
@@ -115,19 +115,19 @@ def _rtl(run: Path, p: dict) -> dict:
 
 
 def _sim(run: Path, p: dict) -> dict:
-    from codesign.sim_run import flow_measurement
+    from codesign.commands.sim_run import flow_measurement
 
     return flow_measurement(run)
 
 
 def _synth(run: Path, p: dict) -> dict:
-    from codesign.synth_run import synth_run
+    from codesign.rtl.synth_run import synth_run
 
     return synth_run(run, p.get("family", "xc7"))
 
 
 def _report(run: Path, p: dict) -> list[Path]:
-    from codesign.report import write_report
+    from codesign.commands.report import write_report
 
     return write_report(run)
 
@@ -197,7 +197,7 @@ def step(name: str) -> Step:
 def flow_params(name: str, run: Path, device: str | None) -> dict[str, Any]:
     """The options the flow runs a step with: each command's defaults, the flow's device."""
     def part() -> dict[str, Any]:
-        from codesign.config import load_config
+        from codesign.frontend.config import load_config
 
         return device_option(device or load_config(Path(run) / "config.yaml").hardware.device)
 
@@ -219,12 +219,12 @@ def dse_params(device: dict[str, Any], budget: float = 0.7, objective: str = "th
 
 def sim_step(run: Path, traffic: str, sweep: str | None, fst: bool) -> tuple[Step, dict[str, Any]]:
     """`codesign sim`'s one-off step: one traffic spec (sim/<name>.json, .fst) or a sweep (sim/sweep.*)."""
-    from codesign.ir import load_design
+    from codesign.design.ir import load_design
     from sim.traffic import parse_traffic
 
     if sweep:
         def sweep_action(r: Path, p: dict) -> dict:
-            from codesign.sim_run import sweep as run_sweep
+            from codesign.commands.sim_run import sweep as run_sweep
 
             return run_sweep(r, p["sweep"], p["samples"], p["seed"])
 
@@ -233,7 +233,7 @@ def sim_step(run: Path, traffic: str, sweep: str | None, fst: bool) -> tuple[Ste
     name = parse_traffic(traffic, load_design(run).num_exits).name
 
     def action(r: Path, p: dict) -> dict:
-        from codesign.sim_run import run_traffic
+        from codesign.commands.sim_run import run_traffic
 
         return run_traffic(r, p["traffic"], p["samples"], p["backpressure"], p["gaps"], p["seed"], fst=p["fst"])
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from stage_ir.errors import UserError
-from codesign.timings import write_json
-from codesign.yosys import require_yosys
+from codesign.store.timings import write_json
+from codesign.rtl.yosys import require_yosys
 
 SYNTH_FILE = "synth.json"
 RESOURCES = ("lut", "ff", "dsp", "bram", "carry")
@@ -35,7 +35,7 @@ MODEL_RESOURCES = ("lut", "ff", "dsp", "bram")
 
 
 def _counts(cells: dict[str, int]) -> dict[str, float]:
-    from codesign.yosys import count_cells
+    from codesign.rtl.yosys import count_cells
 
     c = count_cells(cells)
     return {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram": c["bram"] / 2.0, "carry": c["carry"],
@@ -129,7 +129,7 @@ def _error(measured: float, model: float) -> float | None:
 
 def synth_run(run: Path, family: str = "xc7", write: bool = True) -> dict[str, Any]:
     """Synthesise RUN/rtl with yosys; per-stage and top LUT/FF/DSP/BRAM/CARRY vs hw_models -> RUN/synth.json."""
-    from codesign import ir
+    from codesign.design import ir
     from codesign.rtl import MANIFEST, RTL_DIR, load_manifest
 
     run = Path(run)

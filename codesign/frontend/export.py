@@ -18,14 +18,14 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from codesign import ir
-from codesign.config import Config
-from codesign.data import Dataset
+from codesign.design import ir
+from codesign.frontend.config import Config
+from codesign.frontend.data import Dataset
 from stage_ir.errors import UserError, verification_failed
-from codesign.model import EarlyExitNet, StageModule
-from codesign.reference import run_stage
-from codesign.run import load_trained
-from codesign.scratch import keep_failed, replace_dir
+from codesign.frontend.model import EarlyExitNet, StageModule
+from codesign.design.reference import run_stage
+from codesign.frontend.run import load_trained
+from codesign.store.scratch import keep_failed, replace_dir
 import stage_ir
 from stage_ir.kinds import KIND_OF_TORCH, SPECS, Layer, kind_name, spec_names
 
@@ -282,7 +282,7 @@ def verify(design: stage_ir.Design, model: EarlyExitNet, ds: Dataset, export_dir
 
 def export(run: Path) -> dict:
     """Write RUN/export/ (stage_<k>.onnx, design.json as exported, verify.json) and RUN/design.json."""
-    from codesign.compose import write_design
+    from codesign.design.compose import write_design
 
     run = Path(run)
     cfg, model, ds = load_trained(run)

@@ -103,7 +103,7 @@ def run_point(point: dict, run_dir: str, retries: int, num_cpus: float = 1.0) ->
     Returns the point's row (status done or failed); never raises for a step
     error, so that Ray retries the task only when its worker dies.
     """
-    from codesign.flow import run_flow
+    from codesign.commands.flow import run_flow
 
     # a task owns num_cpus cores: more torch threads or compiler processes would fight the neighbouring tasks
     cores = max(1, int(num_cpus))

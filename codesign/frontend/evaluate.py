@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from codesign import calibration
-
+from codesign.frontend import calibration
 from stage_ir import policies
-from codesign.calibrate_run import exit_costs, load_policy, policy_tables, run_dataset, run_design_ir, split_logits
+from codesign.frontend.calibrate_run import exit_costs, load_policy, policy_tables, run_dataset, run_design_ir, split_logits
 from stage_ir.errors import UserError
 from stage_ir import DESIGN_FILE, Design, Policy
-from codesign.ir import load_design
+from codesign.design.ir import load_design
 
 EVAL_FILE = "eval.json"
 PLOT_FILE = "eval.png"

@@ -1,5 +1,5 @@
 """Content hashes of files, folders and JSON-able values: what "up to date" means for a run's steps
-(codesign.runfolder) and their config inputs (codesign.steps)."""
+(codesign.store.runfolder) and their config inputs (codesign.commands.steps)."""
 from __future__ import annotations
 
 import hashlib

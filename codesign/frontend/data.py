@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.config import PATH_DATASETS, DataSpec
+from codesign.frontend.config import PATH_DATASETS, DataSpec
 from stage_ir.errors import UserError
 
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")

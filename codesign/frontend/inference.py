@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from codesign import calibration
-
+from codesign.frontend import calibration
 from stage_ir import policies
-from codesign.calibrate_run import exit_costs, policy_tables, run_dataset, run_design_ir, split_logits
+from codesign.frontend.calibrate_run import exit_costs, policy_tables, run_dataset, run_design_ir, split_logits
 from stage_ir.errors import UserError
 
 

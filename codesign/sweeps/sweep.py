@@ -22,11 +22,11 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from codesign.config import Config, _one_line, load_config
+from codesign.frontend.config import Config, _one_line, load_config
 from stage_ir.errors import UserError
-from codesign.ray_cluster import connect, import_ray
-from codesign.sweep_worker import done_row, read_json, write_atomic
-from codesign.yamlio import read_yaml
+from codesign.sweeps.ray_cluster import connect, import_ray
+from codesign.sweeps.sweep_worker import done_row, read_json, write_atomic
+from codesign.frontend.yamlio import read_yaml
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -193,7 +193,7 @@ def expand(spec: SweepFile, base: Config, steps: tuple[str, ...]) -> list[Point]
 
 
 def _resolve_steps(spec: str) -> tuple[str, ...]:
-    from codesign.flow import select_steps
+    from codesign.commands.flow import select_steps
 
     return tuple(s.name for s in select_steps(spec))
 
@@ -355,7 +355,7 @@ def run_sweep(sweep_path: Path, out: Path, address: str | None = None, max_paral
 def _run_on_ray(sweep: Sweep, todo: list[Point], rows: dict[int, dict], max_parallel: int | None,
                 emit: Event) -> None:
     ray = import_ray()
-    from codesign.sweep_worker import run_point
+    from codesign.sweeps.sweep_worker import run_point
 
     res = sweep.spec.resources
     options: dict[str, Any] = {"num_cpus": res.num_cpus, "max_retries": sweep.spec.retries, "retry_exceptions": False}

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from stage_ir import policies
-from codesign.artifacts import read_artifact
+from codesign.store.artifacts import read_artifact
 from stage_ir.errors import UserError
 from stage_ir import Design, Policy
-from codesign.ir import load_exported_design, save_design
+from codesign.design.ir import load_exported_design, save_design
 
 POLICY_FILE = "policy.json"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codesign import timings
-from codesign.artifacts import read_artifact
+from codesign.store import timings
+from codesign.store.artifacts import read_artifact
 from stage_ir.errors import UserError
 
 
@@ -45,9 +45,9 @@ def summarise(run: Path) -> str:
 
 def built_line(run: Path) -> str | None:
     """Which exits design.json builds and whether eval.json evaluated that design."""
-    from codesign.estimate_run import eval_describes
+    from codesign.commands.estimate_run import eval_describes
     from stage_ir import DESIGN_FILE
-    from codesign.ir import load_design
+    from codesign.design.ir import load_design
 
     if not (run / DESIGN_FILE).is_file():
         return None
@@ -89,7 +89,7 @@ def headline(run: Path) -> str:
 def out_of_date(run: Path) -> list[tuple[str, str]]:
     """Steps that ran here but whose inputs or outputs changed since (options aside: they are the
     command's to give)."""
-    from codesign.runfolder import read_stamp, staleness
-    from codesign.steps import STEPS
+    from codesign.store.runfolder import read_stamp, staleness
+    from codesign.commands.steps import STEPS
 
     return [(s.name, why) for s in STEPS if read_stamp(run, s.name) and (why := staleness(run, s, None))]

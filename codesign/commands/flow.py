@@ -2,7 +2,7 @@
 
 A step runs when it has no record, when anything it read (files, config sections, data files,
 options such as --device) differs from what its record says, or when an output of its own is missing
-or changed; otherwise it is skipped (codesign.runfolder). The flow holds the run folder's lock for
+or changed; otherwise it is skipped (codesign.store.runfolder). The flow holds the run folder's lock for
 all its steps, and first makes RUN/config.yaml the given config (every step reads its sections there).
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from stage_ir.errors import StepFailed, UserError, VerificationFailed
-from codesign.runfolder import Outcome, RunLock, Step, execute
-from codesign.steps import BY_NAME, CONFIG, STEPS, flow_params
+from codesign.store.runfolder import Outcome, RunLock, Step, execute
+from codesign.commands.steps import BY_NAME, CONFIG, STEPS, flow_params
 
 StepResult = Outcome  # what on_step receives: name, status (ran | skipped | unavailable), seconds, detail
 
@@ -42,8 +42,8 @@ def select_steps(spec: str | None) -> list[Step]:
 
 def _checked_config(config: Path, selected: list[Step], device: str | None):
     """Everything the flow can check before it writes anything."""
-    from codesign.config import dump_config, load_config
-    from codesign.steps import device_option
+    from codesign.frontend.config import dump_config, load_config
+    from codesign.commands.steps import device_option
 
     cfg = load_config(config)
     names = {s.name for s in selected}
@@ -52,7 +52,7 @@ def _checked_config(config: Path, selected: list[Step], device: str | None):
                         f"exit; add one under model.exits (see examples/digits_mlp.yaml) or run `codesign train`")
     device_option(device if device is not None else cfg.hardware.device)
     if "train" in names:
-        from codesign.train import check_inputs
+        from codesign.frontend.train import check_inputs
 
         check_inputs(cfg)
     return cfg, dump_config(cfg)
@@ -61,7 +61,7 @@ def _checked_config(config: Path, selected: list[Step], device: str | None):
 def run_flow(config: Path, run: Path, steps: str | None = None, force: bool = False, device: str | None = None,
              on_step: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run the selected steps in order; a failing step raises naming it (earlier steps' artifacts stay)."""
-    from codesign.digests import value_digest
+    from codesign.store.digests import value_digest
 
     selected = select_steps(steps)
     cfg, text = _checked_config(Path(config), selected, device)

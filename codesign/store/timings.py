@@ -2,7 +2,7 @@
 
 Two runs of the same config must be byte-identical (DESIGN.md), and seconds never are. Writers of
 JSON artifacts call `write_json`, which leaves out the wall-clock keys and hands them to the step
-being executed (codesign.runfolder), which files them under the step's name in RUN/timings.json.
+being executed (codesign.store.runfolder), which files them under the step's name in RUN/timings.json.
 Called outside a step (library use, benchmarks), the figures stay in the returned dict only.
 """
 from __future__ import annotations

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from codesign.config import Config
-from codesign.data import Dataset, load_dataset
+from codesign.frontend.config import Config
+from codesign.frontend.data import Dataset, load_dataset
 from stage_ir.errors import UserError
-from codesign.model import EarlyExitNet, build_model
+from codesign.frontend.model import EarlyExitNet, build_model
 
 
 def require(run: Path, name: str, step: str) -> Path:
@@ -57,7 +57,7 @@ def read_model_file(path: Path, fix: str) -> dict:
 def load_trained(run: Path) -> tuple[Config, EarlyExitNet, Dataset]:
     """The trained model of a run, in eval mode, with its data set; the config is RUN/config.yaml,
     whose training sections must be those model.pt was trained with."""
-    from codesign.config import load_config, training_sections
+    from codesign.frontend.config import load_config, training_sections
 
     path = require(run, "model.pt", "train")
     rerun = "rerun `codesign train` (or `codesign flow`) for this config"

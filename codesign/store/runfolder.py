@@ -12,7 +12,7 @@ Every command that writes into RUN goes through `execute`:
    read (files, config sections, options) and wrote. A step is up to date when every one of those hashes
    is unchanged; file times play no part.
 
-Wall-clock figures go to RUN/timings.json (codesign.timings), the one file two identical runs differ in.
+Wall-clock figures go to RUN/timings.json (codesign.store.timings), the one file two identical runs differ in.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from codesign import timings
-from codesign.digests import digest, value_digest
+from codesign.store import timings
+from codesign.store.digests import digest, value_digest
 from stage_ir.errors import StepFailed, UserError, VerificationFailed
-from codesign.scratch import FAILED_DIR, keep_failed
+from codesign.store.scratch import FAILED_DIR, keep_failed
 
 STATE_DIR = ".codesign"
 LOCK_FILE = "lock"

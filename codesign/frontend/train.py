@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from codesign.config import Config, dump_config, training_sections
-from codesign.data import Dataset, check_files, load_dataset
+from codesign.frontend.config import Config, dump_config, training_sections
+from codesign.frontend.data import Dataset, check_files, load_dataset
 from stage_ir.errors import UserError
-from codesign.model import EarlyExitNet, build_model, fold_batchnorm, has_batchnorm
-from codesign.timings import write_json
+from codesign.frontend.model import EarlyExitNet, build_model, fold_batchnorm, has_batchnorm
+from codesign.store.timings import write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -120,7 +120,7 @@ def run_phase(model: EarlyExitNet, ds: Dataset, cfg: Config, phase: Phase, progr
 
 
 def _backbone_blob(run: str) -> dict:
-    from codesign.run import read_model_file
+    from codesign.frontend.run import read_model_file
 
     path = Path(run) / "model.pt"
     if not path.is_file():

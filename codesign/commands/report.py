@@ -11,8 +11,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from codesign.artifacts import read_artifact
-from codesign.ir import load_design
+from codesign.store.artifacts import read_artifact
+from codesign.design.ir import load_design
 
 PLOTS = {  # figure -> (file in RUN, command that makes it)
     "curves": ("eval.png", "codesign evaluate {run}"),
@@ -33,8 +33,8 @@ def stale_artifacts(run: Path) -> dict[str, str]:
     """Artifacts a step made before its inputs changed: {file: "why (command to rerun)"}. The report
     leaves them out rather than show an earlier result; a stale design.json means no report at all."""
     from stage_ir.errors import UserError
-    from codesign.runfolder import stale_inputs
-    from codesign.steps import BY_NAME, REPORT_READS
+    from codesign.store.runfolder import stale_inputs
+    from codesign.commands.steps import BY_NAME, REPORT_READS
 
     found = {rel: f"{change} since `codesign {maker.name}` made it" for rel, maker, change
              in stale_inputs(run, list(REPORT_READS), BY_NAME)}
@@ -60,9 +60,9 @@ def _layer_rows(design) -> list[dict[str, Any]]:
 
 def built_design(run: Path, design, dse: dict | None, ev: dict | None) -> dict[str, Any]:
     """Which exits design.json builds, whether it is the DSE's choice and whether eval.json evaluated it."""
-    from codesign.estimate_run import eval_describes
+    from codesign.commands.estimate_run import eval_describes
     from stage_ir import EXPORTED_FILE
-    from codesign.ir import load_exported_design
+    from codesign.design.ir import load_exported_design
 
     exported = load_exported_design(run).num_exits if (run / EXPORTED_FILE).is_file() else design.num_exits
     thresholds = [int(t) for t in design.policy.thresholds] if design.policy else []

@@ -187,7 +187,7 @@ class ManifestJson(_Shape):
 
 # artifact (relative to RUN) -> (the command that writes it, RUN standing for the run; its shape)
 ARTIFACTS: dict[str, tuple[str, type[_Shape] | None]] = {
-    "design.json": ("export {run}", None),  # codesign.ir validates the stage IR itself
+    "design.json": ("export {run}", None),  # codesign.design.ir validates the stage IR itself
     "export/design.json": ("export {run}", None),
     "train.json": ("train CONFIG.yaml --out {run} --force", TrainJson),
     "policy.json": ("calibrate {run}", PolicyJson),

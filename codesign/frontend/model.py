@@ -17,7 +17,7 @@ from brevitas.inject.enum import FloatToIntImplType, ScalingImplType
 from brevitas.quant import Int8WeightPerTensorFixedPoint, Int16Bias, Uint8ActPerTensorFixedPoint
 from torch import nn
 
-from codesign.config import Config, resolve_exit_positions
+from codesign.frontend.config import Config, resolve_exit_positions
 from stage_ir.errors import UserError
 from stage_ir.kinds import LayerPlan, LayerSpec, Quant, TorchModule, spec_names
 

@@ -1,6 +1,6 @@
 """docs/config.md, generated from the pydantic schema so that it cannot drift.
 
-    .venv/bin/python -m codesign.config_doc > docs/config.md
+    .venv/bin/python -m codesign.frontend.config_doc > docs/config.md
 """
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import typing
 
 from pydantic import BaseModel
 
-from codesign.config import Config, ConfigLayer
+from codesign.frontend.config import Config, ConfigLayer
 
 
 def _type_name(annotation) -> str:
-    text = str(annotation).replace("typing.", "").replace("codesign.config.", "")
+    text = str(annotation).replace("typing.", "").replace("codesign.frontend.config.", "")
     if "LinearSpec" in text:
         return "list of layers"
     text = text.replace("<class '", "").replace("'>", "").replace("NoneType", "null")
@@ -36,7 +36,7 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str], nested: list[tupl
 
 def render() -> str:
     lines = ["# Config reference", "",
-             "Generated from the schema in `codesign/config.py` by `python -m codesign.config_doc`; every key a run",
+             "Generated from the schema in `codesign/frontend/config.py` by `python -m codesign.frontend.config_doc`; every key a run",
              "config accepts. Unknown keys, a key given twice, a file that is not UTF-8 and .inf/.nan numbers are",
              "errors. See `examples/` for complete configs.", ""]
     queue: list[tuple[str, type[BaseModel]]] = [("", Config)]

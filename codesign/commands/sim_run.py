@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from codesign import ir
-from codesign.artifacts import read_artifact
+from codesign.design import ir
+from codesign.store.artifacts import read_artifact
 from stage_ir.errors import UserError, verification_failed
-from codesign.timings import write_json
+from codesign.store.timings import write_json
 import stage_ir
 from sim.traffic import Traffic, exit_sequence, parse_traffic
 
@@ -113,7 +113,6 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
     The scoreboard compares every result (exit, class, and the logits of every exit the sample passed)
     with the integer reference; with `write`, a failure raises VerificationFailed after the report."""
     from codesign import rtl
-
     run = Path(run)
     _check_prob(backpressure, "--backpressure")
     _check_prob(gaps, "--gaps")
@@ -121,7 +120,7 @@ def run_traffic(run: Path, spec: str = "data", samples: int | None = None, backp
         raise UserError(f"{run}/rtl not generated; run `codesign rtl {run}` first")
     design = rtl.require_design(run)
     traffic: Traffic = parse_traffic(spec, design.num_exits)
-    from codesign.calibrate_run import run_dataset
+    from codesign.frontend.calibrate_run import run_dataset
 
     test = run_dataset(run).test
     test_x, test_y = test.x, test.y
@@ -269,7 +268,7 @@ SIM_MIN_SAMPLES = 2000
 
 def measure_gain(run: Path, ee: dict[str, Any]) -> float:
     """Simulate the no-exit baseline the DSE compared against; record the measured gain in sim/data.json."""
-    from codesign.baseline import BASELINE_DIR, write_baseline
+    from codesign.design.baseline import BASELINE_DIR, write_baseline
     from codesign.rtl import generate_rtl
 
     dse = read_artifact(run, "dse.json")
@@ -286,7 +285,7 @@ def measure_gain(run: Path, ee: dict[str, Any]) -> float:
 def flow_measurement(run: Path) -> dict[str, Any]:
     """The flow's sim step: the design on whole passes over the test split (dataset order, at least
     SIM_MIN_SAMPLES), its no-exit baseline, and a measured-vs-predicted sweep of exit rates."""
-    from codesign.calibrate_run import run_dataset
+    from codesign.frontend.calibrate_run import run_dataset
 
     run = Path(run)
     n_test = len(run_dataset(run).test.x)
