@@ -69,7 +69,7 @@ def _parse(name: str, entry: object, source: str) -> Device:
                         "the data sheet's totals as plain numbers (format of hw_models/devices.yaml)") from None
 
 
-# how to write a device file (the reader of the user's YAML, codesign.yamlio, names it in its errors)
+# how to write a device file (the reader of the user's YAML, codesign.frontend.yamlio, names it in its errors)
 DEVICE_FILE_FIX = "write `part: {lut: .., ff: .., dsp: .., bram36: ..}` as in hw_models/devices.yaml"
 
 

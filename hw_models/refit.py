@@ -1,6 +1,6 @@
 """Refit the RTL resource coefficients (coefficients.yaml) to yosys synthesis results.
 
-Input: runs with RUN/design.json and RUN/synth.json (codesign.synth_run).  Each
+Input: runs with RUN/design.json and RUN/synth.json (codesign.rtl.synth_run).  Each
 synthesised top-level instance is assigned to the model block it implements
 (`block_of_instance`: a layer's MVU plus its FIFOs and width converter, the
 exit path of stage k (and the input tagger for k = 0) -> its threshold unit,
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     samples = load_samples(args.runs)
     if not samples:
-        raise SystemExit("no RUN/synth.json found; run codesign.synth_run.synth_run first")
+        raise SystemExit("no RUN/synth.json found; run codesign.rtl.synth_run.synth_run first")
     r = refit(samples)
     print(json.dumps({k: r["report"][k] for k in ("blocks", "fitted", "block_error_before", "block_error_after")},
                      indent=1))

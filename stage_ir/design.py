@@ -1,6 +1,6 @@
 """The stage IR (RUN/design.json): its typed schema and the checks of the arrays it refers to.
 
-docs/ir.md describes it; codesign.ir reads and writes it in a run folder, every back end and hw_models
+docs/ir.md describes it; codesign.design.ir reads and writes it in a run folder, every back end and hw_models
 take the typed `Design` this module defines.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Config layers (the lists of config.yaml's `model`): each layer type's schema, output shape and
 the torch / Brevitas module it becomes. Modules are named by dotted path and their quantisers by
-role (`Quant`), so that this package needs neither torch nor Brevitas: codesign.model builds them."""
+role (`Quant`), so that this package needs neither torch nor Brevitas: codesign.frontend.model builds them."""
 from __future__ import annotations
 
 import typing

@@ -63,7 +63,7 @@ class ExitPolicy:
     def int_to_float(self, t: int, tab: dict[str, Any]) -> float:
         raise NotImplementedError
 
-    # ---- calibration (codesign.calibration): levels grow with aggressiveness
+    # ---- calibration (codesign.frontend.calibration): levels grow with aggressiveness
     def sample_levels(self, score: np.ndarray, sum_e: np.ndarray | None) -> np.ndarray:
         """[K-1, N]: the least aggressive level at which each sample leaves at each early exit."""
         return score.copy() if self.exits_on_low else -score
