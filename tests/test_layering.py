@@ -85,3 +85,41 @@ def test_every_codesign_package_says_what_it_owns():
             continue
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc.split(".")[0]) > 20, f"{init}: a docstring saying what the package owns"
+
+
+def _names_in_code(path) -> set[str]:
+    """String constants (docstrings aside) and attribute names of a module: where a kind or a policy
+    would be dispatched on by name."""
+    tree = ast.parse(path.read_text())
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return ({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+             and id(n) not in docs} | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)})
+
+
+def test_kinds_and_policies_are_named_in_their_registries_only():
+    """Issue 15's measure of the registries: at most two non-test modules name two or more layer kinds
+    (IR or config names), at most two name two or more exit policies; a back end that dispatches on
+    names (if kind == "dense" ... elif kind == "conv2d") shows up here."""
+    from stage_ir import kinds, policies
+
+    kind_names, policy_names = set(kinds.KINDS) | set(kinds.SPECS), set(policies.POLICIES)
+    by_kind, by_policy = {}, {}
+    for package in ("codesign", "hw_models", "sim", "stage_ir"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            names = _names_in_code(path)
+            rel = path.relative_to(ROOT).as_posix()
+            if len(names & kind_names) >= 2:
+                by_kind[rel] = sorted(names & kind_names)
+            if len(names & policy_names) >= 2:
+                by_policy[rel] = sorted(names & policy_names)
+    assert len(by_kind) <= 2, by_kind
+    assert len(by_policy) <= 2, by_policy
+
+
+def test_no_module_over_500_lines():
+    """Small modules with names that say what they do (issue 15: codesign/, hw_models/, sim/)."""
+    long = {p.relative_to(ROOT).as_posix(): n for package in ("codesign", "hw_models", "sim", "stage_ir")
+            for p in sorted((ROOT / package).rglob("*.py")) if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
