@@ -189,7 +189,9 @@ def _quiet():
     return stack
 
 
-TORCH_STACK_TRACE = "pkg.torch.onnx.stack_trace"
+# what torch's exporter records about the Python code that traced each op (its stack, absolute source
+# paths included, and the dotted paths of the modules it ran through), not about the model
+TORCH_TRACE_KEYS = ("pkg.torch.onnx.", "namespace")
 _LAYER = TypeAdapter(Layer)
 # the trained modules that are a compute layer's activation (its `act` in the IR)
 ACTIVATIONS = {SPECS[t].torch_class.rsplit(".", 1)[-1] for t in spec_names(activation=True)}
@@ -209,9 +211,9 @@ def export_stage_qonnx(model: EarlyExitNet, k: int, example: torch.Tensor, path:
     for extra in path.parent.glob(path.name + ".data"):
         extra.unlink()  # the exporter's external weights; the cleaned file embeds them
     for node in cleaned.graph.node:
-        # torch records the Python stack of every op, absolute source paths included: the file (and
-        # the HLS projects stamped with its hash) would differ between two checkouts of the same code
-        kept = [p for p in node.metadata_props if p.key != TORCH_STACK_TRACE]
+        # with them the file (and the HLS projects stamped with its hash) would differ between two
+        # checkouts of the same code, or after a module of this package moves
+        kept = [p for p in node.metadata_props if not p.key.startswith(TORCH_TRACE_KEYS)]
         del node.metadata_props[:]
         node.metadata_props.extend(kept)
     onnx.save_model(cleaned, str(path), save_as_external_data=False)
