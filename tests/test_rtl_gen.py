@@ -348,6 +348,7 @@ def test_design_without_hardware_decisions(mlp: Path, tmp_path: Path) -> None:
     (a hand-written or older design.json) it stops."""
     run = tmp_path / "run"
     shutil.copytree(mlp, run)
+    shutil.rmtree(run / "rtl", ignore_errors=True)  # the module's fixture run may hold one already
     design = ir.load_design(run)
     for st in design.stages:
         st.hardware = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stage_ir import Design, Stage
 from codesign.design.ir import load_design, save_design
+from hw_models.stages import decide
 
 BASELINE_DIR = "baseline"
 
@@ -25,11 +26,10 @@ def no_exit_design(design: Design, folding: dict[str, dict] | None = None) -> De
                   macs={"backbone": sum(s.macs["backbone"] for s in design.stages), "head": last.macs["head"]})
     new = design.model_copy(update={"stages": [stage], "policy": None, "name": f"{design.name}_noexit"}, deep=True)
     for layer in new.layers():
-        if folding and layer.name in folding and hasattr(layer, "folding"):
-            layer.folding = layer.folding.model_validate(folding[layer.name])
         if hasattr(layer, "weight"):  # the baseline folder sits inside the run: weights are one level up
             layer.weight, layer.bias = f"../{layer.weight}", f"../{layer.bias}"
-    return new
+    # its own hardware decisions, by the rules the DSE costed the baseline with
+    return decide(new, folding)
 
 
 def write_baseline(run: Path, folding: dict[str, dict] | None = None) -> Path:
