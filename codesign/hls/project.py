@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import logging
@@ -17,7 +18,7 @@ import yaml
 
 from codesign.design import ir
 from stage_ir import policies as pol
-from stage_ir.errors import UserError
+from stage_ir.errors import StepFailed, UserError
 import stage_ir
 from stage_ir.kinds import KINDS, spec_names
 
@@ -93,19 +94,39 @@ def _quiet():
 
 
 def prepare_stage_onnx(path: Path):
-    """The TOOLCHAIN.md recipe: cleanup, channels-last, Gemm -> MatMul, cleanup."""
+    """The TOOLCHAIN.md recipe: cleanup, channels-last, Gemm -> MatMul, cleanup; the result must compute
+    what the file does (a graph transform that rewires a branch wrongly is caught here, not in C simulation)."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    model = cleanup_model(ModelWrapper(str(path)))
+    from codesign.hls.channels_last import convert_to_channels_last
+
+    original = cleanup_model(ModelWrapper(str(path)))
+    model = original
     if any(n.op_type in SPATIAL_OPS for n in model.graph.node):
+        model = copy.deepcopy(model)
         split_output_forks(model)
         model = cleanup_model(model)  # shapes of the new tensors
-    model = model.transform(ConvertToChannelsLastAndClean())
-    model = model.transform(GemmToMatMul())
-    return cleanup_model(model)
+    model = convert_to_channels_last(model)
+    model = cleanup_model(model.transform(GemmToMatMul()))
+    _check_same_outputs(original, model, path)
+    return model
+
+
+def _check_same_outputs(original, prepared, path: Path) -> None:
+    """Both graphs on the same input (one sample, values spread over and beyond the input quantiser's
+    range) give the same outputs, bit for bit: they hold the same quantisers and small-integer grids."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    name = original.graph.input[0].name
+    shape = original.get_tensor_shape(name)
+    x = np.random.default_rng(0).uniform(-0.5, 2.0, size=shape).astype(np.float32)
+    outs = [execute_onnx(m, {m.graph.input[0].name: x}) for m in (original, prepared)]
+    want, got = ([o[v.name] for v in m.graph.output] for o, m in zip(outs, (original, prepared)))
+    if len(want) != len(got) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(want, got)):
+        raise StepFailed(f"{path}: the graph prepared for hls4ml (cleanup, channels-last, Gemm -> MatMul) "
+                                 "computes other values than the file; a qonnx transform rewired it")
 
 
 def split_output_forks(model) -> None:
@@ -116,7 +137,6 @@ def split_output_forks(model) -> None:
     (cheap: pooling or activation quantiser) node that produces them makes an ordinary fork
     one step earlier, which the pass handles.
     """
-    import copy
 
     outputs = {o.name for o in model.graph.output}
     for pos, node in enumerate(list(model.graph.node)):
