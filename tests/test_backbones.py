@@ -86,3 +86,19 @@ def test_strided_convs_folded_and_reading_pixels_in_parallel(strided_run: Path, 
     man = load_manifest(run)
     assert man["input"]["pixels_per_beat"] == 4 and man["input"]["beats_per_sample"] == 16
     _check_rtl(run)
+
+
+def test_a_graph_transform_that_rewires_a_branch_is_caught(strided_run: Path, monkeypatch) -> None:
+    """qonnx's own channels-last pass gets this stage wrong (the head reads channels-last data through
+    channels-first weights); the executed comparison in prepare_stage_onnx stops it before hls4ml."""
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+
+    import codesign.hls.channels_last as cl
+    from codesign.hls.project import prepare_stage_onnx
+    from stage_ir.errors import StepFailed
+
+    path = strided_run / "export" / "stage_0.onnx"
+    prepare_stage_onnx(path)  # the fork-safe pass: the same outputs
+    monkeypatch.setattr(cl, "convert_to_channels_last", lambda m: m.transform(ConvertToChannelsLastAndClean()))
+    with pytest.raises(StepFailed, match="prepared for hls4ml .*(does not run|computes other values)"):
+        prepare_stage_onnx(path)

@@ -122,11 +122,15 @@ def _check_same_outputs(original, prepared, path: Path) -> None:
     name = original.graph.input[0].name
     shape = original.get_tensor_shape(name)
     x = np.random.default_rng(0).uniform(-0.5, 2.0, size=shape).astype(np.float32)
-    outs = [execute_onnx(m, {m.graph.input[0].name: x}) for m in (original, prepared)]
-    want, got = ([o[v.name] for v in m.graph.output] for o, m in zip(outs, (original, prepared)))
+    problem = f"{path}: the graph prepared for hls4ml (cleanup, channels-last, Gemm -> MatMul) "
+    want = [execute_onnx(original, {name: x})[v.name] for v in original.graph.output]
+    try:
+        out = execute_onnx(prepared, {prepared.graph.input[0].name: x})
+    except Exception as err:  # onnxruntime refuses a graph whose shapes no longer fit together
+        raise StepFailed(problem + f"does not run ({type(err).__name__}); a qonnx transform rewired it") from None
+    got = [out[v.name] for v in prepared.graph.output]
     if len(want) != len(got) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(want, got)):
-        raise StepFailed(f"{path}: the graph prepared for hls4ml (cleanup, channels-last, Gemm -> MatMul) "
-                                 "computes other values than the file; a qonnx transform rewired it")
+        raise StepFailed(problem + "computes other values than the file; a qonnx transform rewired it")
 
 
 def split_output_forks(model) -> None:
