@@ -140,6 +140,17 @@ def _data(dataset: str = "fashion-mnist", path: str = "idx") -> dict:
     return example("digits_mlp", train__epochs=1, data={"dataset": dataset, "path": path})
 
 
+def _npz(**arrays: np.ndarray | None) -> Callable[[Path], None]:
+    """A setup writing tmp/d.npz: 40 train and 10 test 8x8 uint8 samples of classes 0..2; `arrays` replace
+    (None: leave out) any of them or add x_val / y_val."""
+    def setup(tmp: Path) -> None:
+        rng = np.random.default_rng(2)
+        parts = {"x_train": rng.integers(0, 256, (40, 8, 8)).astype(np.uint8), "y_train": np.arange(40) % 3,
+                 "x_test": rng.integers(0, 256, (10, 8, 8)).astype(np.uint8), "y_test": np.arange(10) % 3, **arrays}
+        np.savez(tmp / "d.npz", **{k: v for k, v in parts.items() if v is not None})
+    return setup
+
+
 def _text(content: str | bytes) -> Callable[[Path], None]:
     """A setup replacing tmp/cfg.yaml by these exact bytes."""
     def setup(tmp: Path) -> None:
@@ -250,7 +261,7 @@ CONFIG_CASES: dict[str, Case] = {
                                     config=_cfg(hardware__device="xc9nope")),
     "unknown hardware.device, flow": Case(FLOW, "hardware.device: unknown device", config=_cfg(hardware__device="zynq")),
     # what data.path and backbone_from may be given with
-    "data.path with digits": Case(TRAIN, "path is read only by the mnist and fashion-mnist",
+    "data.path with digits": Case(TRAIN, "path is read only by the mnist, fashion-mnist and npz",
                                   config=_cfg(data__path="/usr/share/datasets")),
     "backbone_from without ic_only": Case(TRAIN, "backbone_from is used only with mode ic_only",
                                           config=_cfg(train__backbone_from="run")),
@@ -274,6 +285,34 @@ CONFIG_CASES: dict[str, Case] = {
                                   config=_data("mnist", "m.pkl.gz")),
     "MNIST pickle of something else": Case(TRAIN, "is not the MNIST pickle", lambda tmp: (tmp / "m.pkl.gz").write_bytes(
         gzip.compress(pickle.dumps({"x": [1, 2]}), mtime=0)), config=_data("mnist", "m.pkl.gz")),
+    # a user's .npz (data.dataset npz): every check fails before training, in one line
+    "npz path missing": Case(TRAIN, "dataset npz reads the .npz file data.path names",
+                             config=example("digits_mlp", train__epochs=1, data={"dataset": "npz"})),
+    "npz file not there": Case(TRAIN, "d.npz is not a file", config=_data("npz", "d.npz")),
+    "npz not a zip": Case(TRAIN, "cannot read", lambda tmp: (tmp / "d.npz").write_text("x,y\n1,2\n"),
+                          config=_data("npz", "d.npz")),
+    "npz without y_test": Case(TRAIN, "has no y_test", _npz(y_test=None), config=_data("npz", "d.npz")),
+    "npz with x_val but no y_val": Case(TRAIN, "has no y_val", _npz(x_val=np.zeros((5, 8, 8), np.uint8)),
+                                        config=_data("npz", "d.npz")),
+    "npz x of rank 5": Case(TRAIN, "x_train has shape [40, 1, 1, 8, 8]", _npz(x_train=np.zeros((40, 1, 1, 8, 8), np.uint8)),
+                            config=_data("npz", "d.npz")),
+    "npz x int32": Case(TRAIN, "x_test is int32, not uint8", _npz(x_test=np.zeros((10, 8, 8), np.int32)),
+                        config=_data("npz", "d.npz")),
+    "npz float beyond 1": Case(TRAIN, "floats outside [0, 1]", _npz(x_test=np.full((10, 8, 8), 2.0)),
+                               config=_data("npz", "d.npz")),
+    "npz samples of two shapes": Case(TRAIN, "samples of different shapes", _npz(x_test=np.zeros((10, 7, 7), np.uint8)),
+                                      config=_data("npz", "d.npz")),
+    "npz label count mismatch": Case(TRAIN, "y_train holds 39 labels for 40 samples",
+                                     _npz(y_train=np.arange(39) % 3), config=_data("npz", "d.npz")),
+    "npz negative label": Case(TRAIN, "y_test holds label -1", _npz(y_test=np.full(10, -1)), config=_data("npz", "d.npz")),
+    "npz float labels": Case(TRAIN, "y_train is float64", _npz(y_train=np.zeros(40)), config=_data("npz", "d.npz")),
+    "npz test label never trained": Case(TRAIN, "y_train holds no sample of class 3, 4, 5, 6, 7 of 0..7",
+                                         _npz(y_test=np.full(10, 7)), config=_data("npz", "d.npz")),
+    "npz one class": Case(TRAIN, "one class only", _npz(y_train=np.zeros(40, np.int64), y_test=np.zeros(10, np.int64)),
+                          config=_data("npz", "d.npz")),
+    "npz empty test split": Case(TRAIN, "x_test holds no samples", _npz(x_test=np.zeros((0, 8, 8), np.uint8),
+                                                                         y_test=np.zeros(0, np.int64)),
+                                 config=_data("npz", "d.npz")),
     # model.pt of a run (export reads it) and of backbone_from (train reads it)
     "model.pt empty": Case(EXPORT, "model.pt is not a codesign model (empty file)", _model_file(lambda p: p.write_bytes(b"")),
                            run="mlp_run"),

