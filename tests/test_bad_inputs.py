@@ -151,6 +151,26 @@ def _npz(**arrays: np.ndarray | None) -> Callable[[Path], None]:
     return setup
 
 
+def _png(path: Path, size: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((size, size), np.uint8)).save(path)
+
+
+def _folder(edit: Callable[[Path], object], split: bool = True) -> Callable[[Path], None]:
+    """A setup writing tmp/imgs (3 classes of 8x8 PNGs, in train/ and test/ unless not `split`), then `edit` on it."""
+    def setup(tmp: Path) -> None:
+        root = tmp / "imgs"
+        for where in (("train", "test") if split else ("",)):
+            for c in range(3):
+                folder = root / where / f"c{c}"
+                folder.mkdir(parents=True)
+                for i in range(3):
+                    _png(folder / f"{i}.png", 8)
+        edit(root)
+    return setup
+
+
 def _text(content: str | bytes) -> Callable[[Path], None]:
     """A setup replacing tmp/cfg.yaml by these exact bytes."""
     def setup(tmp: Path) -> None:
@@ -313,6 +333,20 @@ CONFIG_CASES: dict[str, Case] = {
     "npz empty test split": Case(TRAIN, "x_test holds no samples", _npz(x_test=np.zeros((0, 8, 8), np.uint8),
                                                                          y_test=np.zeros(0, np.int64)),
                                  config=_data("npz", "d.npz")),
+    # a user's image folder (data.dataset folder)
+    "folder missing": Case(TRAIN, "imgs is not a folder", config=_data("folder", "imgs")),
+    "folder of one class": Case(TRAIN, "holds 1 class folder(s)", _folder(lambda r: [shutil.rmtree(d) for d in
+                                sorted(r.iterdir())[1:]], split=False), config=_data("folder", "imgs")),
+    "folder with train but no test": Case(TRAIN, "not both train/ and test/", _folder(lambda r: shutil.rmtree(r / "test")),
+                                          config=_data("folder", "imgs")),
+    "folder splits of other classes": Case(TRAIN, "give every split the same class folders",
+                                           _folder(lambda r: shutil.rmtree(r / "test" / "c2")), config=_data("folder", "imgs")),
+    "folder class without images": Case(TRAIN, "holds no PNG/JPEG image", _folder(lambda r: [
+        f.unlink() for f in (r / "train" / "c1").iterdir()]), config=_data("folder", "imgs")),
+    "folder images of two sizes": Case(TRAIN, "images of 2 sizes", _folder(lambda r: _png(r / "train" / "c0" / "0.png", 9)),
+                                       config=_data("folder", "imgs")),
+    "folder damaged image": Case(TRAIN, "cannot read image", _folder(lambda r: (r / "test" / "c1" / "x.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n garbage")), config=_data("folder", "imgs")),
     # model.pt of a run (export reads it) and of backbone_from (train reads it)
     "model.pt empty": Case(EXPORT, "model.pt is not a codesign model (empty file)", _model_file(lambda p: p.write_bytes(b"")),
                            run="mlp_run"),

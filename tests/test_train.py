@@ -128,7 +128,7 @@ def test_npz_data_set_file(tmp_path, as_float, val, flat):
     path = digits_npz(tmp_path / "d.npz", as_float=as_float, val=val, flat=flat)
     spec = parse_config(example("digits_mlp", data={"dataset": "npz", "path": str(path)})).data
     check_files(spec)
-    assert source_files(spec) == [path]
+    assert source_files(spec) == {"d.npz": path}
     ds = load_dataset(spec, 0)
     assert (ds.shape, ds.bits, ds.frac, ds.num_classes) == (((1, 1, 64) if flat else (1, 8, 8)), 8, 8, 10)
     assert len(ds.test.y) == 297 and len(ds.train.y) + len(ds.val.y) == (1500 if val else 1200)
@@ -148,3 +148,42 @@ def test_npz_trains_and_exports(tmp_path):
     export(tmp_path / "run")
     verify = json.loads((tmp_path / "run" / "export" / "verify.json").read_text())
     assert verify["samples"] == 297 and verify["mismatches"] == 0
+
+
+def digits_folder(root: Path, split: bool = True, rgb: bool = False, per_class: int = 12) -> Path:
+    """sklearn's digits (bytes 0..240) as PNG files: root/{train,test}/<class>/<i>.png, or root/<class>/."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * 15).astype(np.uint8)
+    for c in range(10):
+        idx = np.flatnonzero(d.target == c)[:per_class]
+        for j, i in enumerate(idx):
+            where = root / (("train" if j < per_class * 3 // 4 else "test") if split else "") / f"c{c}"
+            where.mkdir(parents=True, exist_ok=True)
+            img = np.repeat(x[i][:, :, None], 3, axis=2) if rgb else x[i]
+            Image.fromarray(img).save(where / f"{j}.png")
+    return root
+
+
+@pytest.mark.parametrize("split,rgb", [(True, False), (False, False), (True, True)])
+def test_image_folder_data_set(tmp_path, split, rgb):
+    """data.dataset folder: PNGs read back as their bytes on the grid p / 256, classes in folder order,
+    train/ and test/ kept, an unsplit folder cut by the fractions, RGB as three channels."""
+    from codesign.frontend.data import check_files, source_files
+
+    root = digits_folder(tmp_path / "imgs", split=split, rgb=rgb)
+    spec = parse_config(example("digits_mlp", data={"dataset": "folder", "path": str(root)})).data
+    check_files(spec)
+    assert len(source_files(spec)) == 120 and ("train/c3/0.png" in source_files(spec)) == split
+    ds = load_dataset(spec, 0)
+    assert (ds.shape, ds.bits, ds.frac, ds.num_classes) == (((3 if rgb else 1), 8, 8), 8, 8, 10)
+    assert len(ds.train.y) + len(ds.val.y) + len(ds.test.y) == 120
+    if split:
+        assert len(ds.test.y) == 30 and sorted(set(ds.test.y.tolist())) == list(range(10))
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    first_c0 = (d.images[np.flatnonzero(d.target == 0)[0]] * 15).astype(np.int64)
+    train = np.concatenate([ds.train.x, ds.val.x])
+    assert any(np.array_equal(s[0], first_c0) for s in train)  # a PNG gives back its bytes

@@ -36,7 +36,7 @@ def config_values(*sections: str) -> Callable[[Path], dict[str, Any]]:
         dump = cfg.model_dump(mode="json")
         out: dict[str, Any] = {f"config.{s}": dump[s] for s in sections}
         if "data" in sections:
-            out["data files"] = {p.name: file_digest(p) for p in source_files(cfg.data)}
+            out["data files"] = {name: file_digest(p) for name, p in source_files(cfg.data).items()}
         return out
     return values
 

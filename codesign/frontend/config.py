@@ -54,12 +54,12 @@ class SyntheticSpec(_Strict):
         return shape
 
 
-PATH_DATASETS = ("mnist", "fashion-mnist", "npz")
+PATH_DATASETS = ("mnist", "fashion-mnist", "npz", "folder")
 
 
 class DataSpec(_Strict):
-    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic", "npz"] = Field("digits", description="digits is embedded; mnist and fashion-mnist need `make data` or data.path; npz is your own file (data.path: x_train, y_train, x_test, y_test, optional x_val, y_val; docs/getting-started.md)")
-    path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist; the .npz file of npz)")
+    dataset: Literal["digits", "mnist", "fashion-mnist", "synthetic", "npz", "folder"] = Field("digits", description="digits is embedded; mnist and fashion-mnist need `make data` or data.path; npz and folder are your own (docs/getting-started.md): an .npz of x_train, y_train, x_test, y_test (optional x_val, y_val), or a folder of class sub-folders of PNG/JPEG images (optionally under train/, test/, val/)")
+    path: str | None = Field(None, description="folder or file of the data set (mnist, fashion-mnist; the .npz file of npz; the image folder of folder)")
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="part of the training data held out for calibration")
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="for data sets without a fixed test split")
     limit_train: int | None = Field(None, ge=10, description="use at most this many training samples")
@@ -70,8 +70,9 @@ class DataSpec(_Strict):
         if self.path is not None and self.dataset not in PATH_DATASETS:
             raise ValueError(f"path is read only by the {', '.join(PATH_DATASETS[:-1])} and {PATH_DATASETS[-1]} data "
                              f"sets, not by {self.dataset}; remove path or set dataset")
-        if self.path is None and self.dataset == "npz":
-            raise ValueError("dataset npz reads the .npz file data.path names; set data.path")
+        if self.path is None and self.dataset in ("npz", "folder"):
+            raise ValueError(f"dataset {self.dataset} reads the {'.npz file' if self.dataset == 'npz' else 'image folder'} "
+                             "data.path names; set data.path")
         return self
 
 

