@@ -281,7 +281,7 @@ CONFIG_CASES: dict[str, Case] = {
                                     config=_cfg(hardware__device="xc9nope")),
     "unknown hardware.device, flow": Case(FLOW, "hardware.device: unknown device", config=_cfg(hardware__device="zynq")),
     # what data.path and backbone_from may be given with
-    "data.path with digits": Case(TRAIN, "path is read only by the mnist, fashion-mnist and npz",
+    "data.path with digits": Case(TRAIN, "path is read only by the mnist, fashion-mnist, npz and folder data sets",
                                   config=_cfg(data__path="/usr/share/datasets")),
     "backbone_from without ic_only": Case(TRAIN, "backbone_from is used only with mode ic_only",
                                           config=_cfg(train__backbone_from="run")),
