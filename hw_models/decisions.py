@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stage_ir import Design, Folding, LayerKind
+from stage_ir import Cost, Design, Folding, LayerKind
 
+from . import rtl_cost
 from .geometry import folding_of, input_layer_name
 
 # the decision FIFO in front of conditional buffer k holds buffer_depth + 1 decisions: a decision
@@ -27,6 +28,12 @@ def input_pixels_per_beat(layer: LayerKind, pe, simd, first: bool):
     """Input pixels per beat of a compute layer at (pe, simd): the kind's rule for the network's
     first layer (s_axis feeds it), one for every other.  numpy-friendly."""
     return layer.pixels_per_beat(pe, simd) if first else 1
+
+
+def candidate_cost(layer: LayerKind, pe, simd, first: bool) -> Cost:
+    """RTL cost of a compute layer at a candidate folding, reading the pixels per beat the rule
+    would decide for it.  numpy-broadcastable."""
+    return rtl_cost.layer_cost(layer, pe, simd, ipb=input_pixels_per_beat(layer, pe, simd, first))
 
 
 def threshold_form(parallel: bool) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 from stage_ir import Design, LayerKind, MatrixLayer
 
 from . import rtl_cost
-from .decisions import input_pixels_per_beat
+from .decisions import candidate_cost
 from .stages import DECISION_BITS, features_of, merge_result_bits
 
 MAX_TARGETS = 160
@@ -28,8 +28,7 @@ class LayerOptions:
 
 def _layer_options(layer: MatrixLayer, totals: np.ndarray, first: bool = False) -> LayerOptions:
     pairs = layer.foldings()
-    c = rtl_cost.layer_cost(layer, pairs[:, 0], pairs[:, 1],
-                            ipb=input_pixels_per_beat(layer, pairs[:, 0], pairs[:, 1], first))
+    c = candidate_cost(layer, pairs[:, 0], pairs[:, 1], first)
     res = np.stack([np.broadcast_to(np.asarray(v, dtype=float), pairs[:, 0].shape)
                     for v in (c.lut, c.ff, c.dsp, c.bram)], axis=1)
     return LayerOptions(layer.name, pairs[:, 0], pairs[:, 1], np.asarray(c.cycles, dtype=float), res,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from stage_ir import Design, MatrixLayer, Policy
 
-from . import rtl_cost
-from .decisions import draft, input_pixels_per_beat
+from .decisions import candidate_cost, draft
 from .dse_tables import _groups
 
 
@@ -66,7 +65,7 @@ def fold_for_ii(layer: MatrixLayer, ii: float, first: bool = False) -> dict:
     Ties: the slower of equal lane counts (closest to ii), then the smaller PE.  `first`: the
     layer is the network's first (geometry.input_layer_name)."""
     # its cycles include a conv's input-read bound
-    pairs = [(pe, simd, float(rtl_cost.layer_cost(layer, pe, simd, ipb=input_pixels_per_beat(layer, pe, simd, first)).cycles))
+    pairs = [(pe, simd, float(candidate_cost(layer, pe, simd, first).cycles))
              for pe, simd in layer.foldings().astype(int).tolist()]
     fast = [p for p in pairs if p[2] <= ii] or [max(pairs, key=lambda p: p[0] * p[1])]
     pe, simd, _ = min(fast, key=lambda p: (p[0] * p[1], -p[2], p[0]))

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from stage_ir import LayerKind, MatrixLayer, Stage
+from stage_ir.design import input_layer
 
 
 def input_layer_name(stages: list[Stage]) -> str | None:
-    """The layer the top's s_axis feeds: the network's first layer with hardware (a flatten has
-    none), which may read several input pixels per beat (codesign.rtl sizes s_axis from it)."""
-    for stage in stages:
-        for layer in stage.all_layers:
-            if layer.hardware:
-                return layer.name
-    return None
+    """The name of the layer the top's s_axis feeds (stage_ir.design.input_layer; codesign.rtl sizes
+    s_axis from it)."""
+    layer = input_layer(stages)
+    return None if layer is None else layer.name
 
 
 def folding_of(layer: MatrixLayer, override: dict | None = None) -> tuple[int, int]:

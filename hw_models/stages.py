@@ -9,7 +9,7 @@ from stage_ir import Cost, Design, LayerKind, Stage, StageHardware
 from stage_ir.errors import UserError
 
 from . import decisions, hls_cost, rtl_cost
-from .geometry import folding_of, input_layer_name
+from .geometry import folding_of
 
 TAG_BITS = 16  # sample tag carried with every sample (DESIGN.md: tag = index)
 DECISION_BITS = TAG_BITS + 8  # a decision beat: {patience state, force_idx, force_en, tag, exited}
@@ -84,16 +84,15 @@ def _costs(design: Design, backend: str, folding: dict | None, buffer_depths: li
     n_classes = design.num_classes
     out = []
     lanes = None
-    first = input_layer_name(stages)  # fed by the top's s_axis: may read several pixels per beat
     for k, stage in enumerate(stages):
         last = k == len(stages) - 1
         sc = StageCost(index=k)
-        lanes, lat = _chain(stage.layers, "backbone", backend, folding, strategy, lanes, sc.blocks, first)
+        lanes, lat = _chain(stage.layers, "backbone", backend, folding, strategy, lanes, sc.blocks)
         sc.backbone_latency = lat
         feats = features_of(stage)
         if not last and backend == "rtl":
             sc.blocks.append(Block(f"s{k}_split", "split", "ee", rtl_cost.split(feats.size, feats.bits, lanes or 1)))
-        _, head_lat = _chain(stage.head, "head", backend, folding, strategy, lanes, sc.blocks, first)
+        _, head_lat = _chain(stage.head, "head", backend, folding, strategy, lanes, sc.blocks)
         # the stage's compute layers set its pace; the threshold unit's form follows (one rule, rtl_cost)
         compute_ii = max([float(np.max(b.cost.cycles)) for b in sc.blocks if b.paces] + [1.0])
         kind, table = design.exit_unit(k)
@@ -145,9 +144,8 @@ def _out_lanes(layer: LayerKind, backend: str, folding: dict | None) -> int:
 
 
 def _chain(layers: list[LayerKind], part: str, backend: str, folding: dict | None, strategy: str,
-           lanes: int | None, blocks: list[Block], first: str | None = None) -> tuple[int | None, float]:
-    """Cost one chain of layers, inserting width converters; returns (out lanes, latency).
-    `first`: name of the network's first layer (geometry.input_layer_name)."""
+           lanes: int | None, blocks: list[Block]) -> tuple[int | None, float]:
+    """Cost one chain of layers, inserting width converters; returns (out lanes, latency)."""
     latency = 0.0
     for layer in layers:
         if backend == "hls":
@@ -157,8 +155,8 @@ def _chain(layers: list[LayerKind], part: str, backend: str, folding: dict | Non
         elif layer.computes:
             pe, simd = folding_of(layer, folding)
             # a conv with SIMD = KP*IC still takes IC elements per beat (cs_swu parallel window),
-            # times the pixels per beat of the network's first layer
-            ipb = layer.folding.pixels_per_beat if layer.name == first else 1
+            # times its pixels per beat (above 1 on the network's first layer only: the IR's check)
+            ipb = layer.folding.pixels_per_beat
             in_lanes = int(layer.in_lanes(pe, simd, ipb))
             if lanes is not None and lanes != in_lanes:
                 dwc = rtl_cost.width_converter(layer.input.size, layer.input.bits, lanes, in_lanes)

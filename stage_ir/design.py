@@ -65,6 +65,12 @@ class Stage(IRModel):
         return [*self.layers, *self.head]
 
 
+def input_layer(stages: list[Stage]) -> LayerKind | None:
+    """The layer the top's s_axis feeds: the network's first layer with hardware (a flatten has
+    none), the only one that may read several input pixels per beat."""
+    return next((layer for stage in stages for layer in stage.all_layers if layer.hardware), None)
+
+
 class Policy(IRModel):
     kind: Literal[POLICIES]
     thresholds: list[int]
@@ -115,7 +121,7 @@ class Design(IRModel):
             if st.hardware is not None and (st.hardware.decision_fifo_depth is not None) != early:
                 raise ValueError(f"stage {st.index}: decision_fifo_depth belongs to early exits only "
                                  f"(the stage {'is' if early else 'is not'} one)")
-        first = next((l for st in self.stages for l in st.all_layers if l.hardware), None)
+        first = input_layer(self.stages)
         for layer in self.layers():
             ipb = getattr(getattr(layer, "folding", None), "pixels_per_beat", 1)
             problem = (layer.pixels_per_beat_problem(ipb) if layer is first and layer.computes else

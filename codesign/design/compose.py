@@ -62,10 +62,9 @@ def compose_design(exported: Design, policy: Policy | None, choice: dict[str, An
                                                  for k, t in enumerate(thresholds)])
     from hw_models.stages import decide
 
-    # the hardware decisions the back ends read (the threshold unit's form follows the policy)
-    decided = decide(design)
-    decided._root, decided._cache = design.root, design._cache
-    return decided
+    # the hardware decisions the back ends read (the threshold unit's form follows the policy);
+    # a model copy keeps the run folder and the loaded arrays
+    return decide(design)
 
 
 def write_design(run: Path, choice: dict[str, Any] | None = None, device: str | None = None) -> Design:

@@ -314,13 +314,17 @@ def _read_npz(path: Path) -> dict[str, Split]:
     return splits
 
 
+def _train_val(splits: dict[str, Split], spec: DataSpec, seed: int) -> tuple[Split, Split]:
+    """A user's train split and its own val split, or val_fraction of train held out."""
+    if "val" in splits:
+        return splits["train"], splits["val"]
+    return _carve_val(splits["train"].x, splits["train"].y, spec.val_fraction, seed)
+
+
 def load_npz(spec: DataSpec, seed: int) -> Dataset:
     path = _require_location(spec)
     splits = _read_npz(path)
-    if "val" in splits:
-        train, val = splits["train"], splits["val"]
-    else:
-        train, val = _carve_val(splits["train"].x, splits["train"].y, spec.val_fraction, seed)
+    train, val = _train_val(splits, spec, seed)
     classes = 1 + max(int(s.y.max()) for s in splits.values())
     absent = sorted(set(range(classes)) - set(np.unique(splits["train"].y).tolist()))
     if classes < 2 or absent:
@@ -340,9 +344,7 @@ def load_folder(spec: DataSpec, seed: int) -> Dataset:
         train, val, test = _permute_split(as_split["all"].x, as_split["all"].y,
                                           (spec.val_fraction, spec.test_fraction), seed)
     else:
-        train, test = as_split["train"], as_split["test"]
-        train, val = (train, as_split["val"]) if "val" in as_split else _carve_val(train.x, train.y,
-                                                                                      spec.val_fraction, seed)
+        (train, val), test = _train_val(as_split, spec, seed), as_split["test"]
     for name, split in (("train", train), ("val", val), ("test", test)):
         if not len(split.y):
             raise UserError(f"{spec.path}: the {name} split is empty; give more images per class")

@@ -43,8 +43,9 @@ def _read(path: Path):
 
 
 def _split(folder: Path, classes: list[str]) -> tuple[list, np.ndarray]:
-    if _classes(folder) != classes:
-        raise UserError(f"{folder} has classes {_classes(folder)} but the train split {classes}; give every split "
+    own = _classes(folder)
+    if own != classes:
+        raise UserError(f"{folder} has classes {own} but the train split {classes}; give every split "
                         "the same class folders")
     images, labels = [], []
     for label, name in enumerate(classes):
